@@ -1,0 +1,148 @@
+// The kernel backend: every transformer op, forward and backward, behind one
+// signature that the CPU reference (kernels/cpu) and the CUDA kernels (kernels/cuda)
+// both implement, so the model, the trainer and the tests run on either.
+//
+// Conventions shared by all ops:
+//   * Shapes are given explicitly. B batch, T sequence length, C channels, NH heads
+//     (head size hs = C / NH), N rows (usually B*T), V real vocabulary, Vp padded
+//     vocabulary (V <= Vp; columns V..Vp-1 of the logits are padding).
+//   * Layouts are row-major and contiguous. Linear weights are [OC, C] (PyTorch's
+//     nn.Linear layout): out = inp @ weight^T + bias.
+//   * The fused QKV activation is [B, T, 3, NH, hs]: all query heads, then all keys,
+//     then all values, for each token (the layout of GPT-2's c_attn output).
+//   * Floating-point views take the backend's compute dtype: f32 (or f64 in tests)
+//     on the CPU; f32 or bf16 on CUDA. Statistics saved for backward (LayerNorm
+//     mean/rstd, attention log-sum-exp, per-row losses) are always f32.
+//   * Gradient semantics: gradients of PARAMETERS always accumulate (+=), so a
+//     training step can accumulate over micro-batches and tied weights can collect
+//     from two uses. Gradients of ACTIVATIONS overwrite (=), except LayerNorm's dinp,
+//     which accumulates because it is the residual stream's gradient.
+//   * Ops are ordered on the backend's stream: on the CPU they complete before
+//     returning; on CUDA they are enqueued and complete in order. Pointers to host
+//     memory are never accepted unless the argument says so.
+//   * Thread safety: a Backend is used by one thread at a time.
+//   * Misuse (a dtype the backend does not implement, mismatched sizes) is a bug in
+//     the caller and aborts with a message naming the op and the argument.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "colossus/kernels/dtype.h"
+
+namespace colossus::kernels {
+
+// Hyper-parameters of one AdamW update (decoupled weight decay, Loshchilov & Hutter).
+struct AdamWParams {
+  float lr = 0.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // applied as param -= lr * wd * param
+  float grad_scale = 1.0f;    // multiplies every gradient first (clipping, averaging)
+  int64_t step = 1;           // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual DeviceKind kind() const = 0;
+  // Human-readable description, e.g. "cpu (2 threads, OpenBLAS 0.3.21)".
+  virtual std::string Describe() const = 0;
+
+  // ---- Memory ------------------------------------------------------------------
+  // Allocate returns memory aligned to at least 256 bytes, or an error naming the
+  // size when the device is out of memory. Free(nullptr) is a no-op.
+  virtual absl::StatusOr<void*> Allocate(size_t bytes) = 0;
+  virtual void Free(void* ptr) = 0;
+  // Synchronous copies between host memory and backend memory (and within the
+  // backend). On the CPU all three are memcpy.
+  virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void Copy(void* dst, const void* src, size_t bytes) = 0;
+  // Sets every element of x to `value` (converted to x.dtype). Used to zero
+  // gradients and, in tests, to poison outputs with NaN.
+  virtual void Fill(View x, float value) = 0;
+  // Blocks until every op enqueued so far has completed.
+  virtual void Synchronize() = 0;
+
+  // ---- Embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] ----------------------
+  // out [B,T,C] (=); tokens [B,T] int32 in backend memory, each in [0, Vp);
+  // wte [Vp,C]; wpe [maxT,C] with T <= maxT.
+  virtual void EmbeddingForward(View out, const int32_t* tokens, View wte, View wpe,
+                                int B, int T, int C) = 0;
+  // dwte (+=), dwpe (+=) from dout [B,T,C].
+  virtual void EmbeddingBackward(View dwte, View dwpe, View dout, const int32_t* tokens,
+                                 int B, int T, int C) = 0;
+
+  // ---- LayerNorm over the last dimension, eps = 1e-5 ----------------------------
+  // out [N,C] (=); mean, rstd [N] f32 (=); inp [N,C]; weight, bias [C].
+  virtual void LayerNormForward(View out, float* mean, float* rstd, View inp, View weight,
+                                View bias, int64_t N, int C) = 0;
+  // dinp [N,C] (+=, residual stream); dweight, dbias [C] (+=).
+  virtual void LayerNormBackward(View dinp, View dweight, View dbias, View dout, View inp,
+                                 View weight, const float* mean, const float* rstd,
+                                 int64_t N, int C) = 0;
+
+  // ---- Linear: out = inp @ weight^T + bias ----------------------------------------
+  // out [N,OC] (=); inp [N,C]; weight [OC,C]; bias [OC] or absent.
+  virtual void MatmulForward(View out, View inp, View weight, View bias, int64_t N, int C,
+                             int OC) = 0;
+  // dinp [N,C] (=); dweight [OC,C] (+=); dbias [OC] (+=) or absent.
+  virtual void MatmulBackward(View dinp, View dweight, View dbias, View dout, View inp,
+                              View weight, int64_t N, int C, int OC) = 0;
+
+  // ---- Causal multi-head self-attention, scale 1/sqrt(hs) ---------------------------
+  // out [B,T,C] (=), heads concatenated; lse [B,NH,T] f32 (=), the log-sum-exp of each
+  // query's scaled scores, which is all backward needs to rebuild the probabilities
+  // (no T x T matrix is stored); qkv [B,T,3,NH,hs].
+  virtual void AttentionForward(View out, float* lse, View qkv, int B, int T, int C,
+                                int NH) = 0;
+  // dqkv [B,T,3,NH,hs] (=) from dout [B,T,C], the forward's qkv, out and lse.
+  virtual void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* lse,
+                                 int B, int T, int C, int NH) = 0;
+
+  // ---- GELU, tanh approximation (GPT-2's) ------------------------------------------
+  virtual void GeluForward(View out, View inp, int64_t n) = 0;               // out (=)
+  virtual void GeluBackward(View dinp, View inp, View dout, int64_t n) = 0;  // dinp (=)
+
+  // ---- Elementwise -------------------------------------------------------------------
+  virtual void Add(View out, View a, View b, int64_t n) = 0;   // out = a + b (out may alias)
+  virtual void Accumulate(View dst, View src, int64_t n) = 0;  // dst += src
+
+  // ---- Fused softmax + cross-entropy --------------------------------------------------
+  // losses [N] f32 (=): -log softmax(logits[i, :V])[targets[i]]; lse [N] f32 (=) saved for
+  // backward. logits [N,Vp]; only the first V columns take part. targets [N] int32 in
+  // backend memory; a negative target marks a row to ignore (loss 0, gradient 0).
+  // The probabilities are never written out.
+  virtual void CrossEntropyForward(float* losses, float* lse, View logits,
+                                   const int32_t* targets, int64_t N, int V, int Vp) = 0;
+  // dlogits [N,Vp] (=) = dloss * (softmax(logits) - onehot(target)) on columns < V and 0
+  // on the padding columns. dlogits may alias logits (the logits are consumed).
+  virtual void CrossEntropyBackward(View dlogits, View logits, const float* lse,
+                                    const int32_t* targets, float dloss, int64_t N, int V,
+                                    int Vp) = 0;
+
+  // ---- Optimizer -----------------------------------------------------------------------
+  // One AdamW step over n elements: param (f32 master, updated in place), grad (any float
+  // dtype, multiplied by p.grad_scale), m and v (f32 moments, updated), and, if present,
+  // param_copy receives the updated parameter converted to its dtype (the bf16 compute
+  // copy on CUDA).
+  virtual void AdamW(View param, View grad, float* m, float* v, View param_copy, int64_t n,
+                     const AdamWParams& p) = 0;
+  // *out += sum(x[i]^2); out is one f32 in backend memory (the CPU sums in double
+  // internally). Building block of global-norm gradient clipping.
+  virtual void SumSquares(float* out, View x, int64_t n) = 0;
+  // out = in converted elementwise between float dtypes (f32, bf16, f16, f64).
+  virtual void Cast(View out, View in, int64_t n) = 0;
+};
+
+// The CPU reference backend: plain C++, OpenMP across `threads` threads (0 means
+// OMP's default), matmuls through OpenBLAS. Never fails.
+std::unique_ptr<Backend> MakeCpuBackend(int threads = 0);
+
+}  // namespace colossus::kernels

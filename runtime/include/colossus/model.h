@@ -1,0 +1,104 @@
+// The GPT model: parameters, gradients and activations planned once, an explicit
+// forward and backward for every layer, on any kernels::Backend.
+//
+// Parameter names and layouts (also the safetensors checkpoint's; linear weights in
+// nn.Linear's [out, in] layout):
+//   wte [Vp, C]                      token embedding, tied to the output projection
+//   wpe [block_size, C]              position embedding
+//   h.{l}.ln_1.weight/.bias [C]
+//   h.{l}.attn.qkv.weight [3C, C]    .bias [3C]
+//   h.{l}.attn.proj.weight [C, C]    .bias [C]
+//   h.{l}.ln_2.weight/.bias [C]
+//   h.{l}.mlp.fc.weight [4C, C]      .bias [4C]
+//   h.{l}.mlp.proj.weight [C, 4C]    .bias [C]
+//   ln_f.weight/.bias [C]
+// All parameters live in one contiguous buffer in this order (likewise gradients),
+// so optimizers and communicators can treat them as one flat vector.
+//
+// Thread safety: none; a model is driven by one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "colossus/config.h"
+#include "colossus/kernels/backend.h"
+#include "colossus/tensor.h"
+
+namespace colossus {
+
+class GPT {
+ public:
+  // Plans and allocates parameters, gradients and activations for batches of up to
+  // max_batch sequences of up to max_seq tokens (max_seq <= config.block_size).
+  // `backend` must outlive the model. Weights are zero until InitWeights or Load.
+  static absl::StatusOr<std::unique_ptr<GPT>> Create(const GPTConfig& config,
+                                                     kernels::Backend* backend,
+                                                     int max_batch, int max_seq);
+  ~GPT();
+  GPT(const GPT&) = delete;
+  GPT& operator=(const GPT&) = delete;
+
+  const GPTConfig& config() const { return config_; }
+  kernels::Backend* backend() const { return backend_; }
+  int max_batch() const { return max_batch_; }
+  int max_seq() const { return max_seq_; }
+
+  // Parameters and their gradients, in layout order; params()[i] and grads()[i]
+  // have the same name and shape.
+  const std::vector<Tensor>& params() const { return params_; }
+  const std::vector<Tensor>& grads() const { return grads_; }
+  // The whole parameter (gradient) buffer as one flat f32 view.
+  kernels::View flat_params() const;
+  kernels::View flat_grads() const;
+  int64_t num_parameters() const { return num_params_; }
+  // nullptr if no parameter has that name.
+  const Tensor* FindParam(const std::string& name) const;
+
+  // GPT-2 initialisation from `seed`: N(0, 0.02) for weights and embeddings, the two
+  // residual projections per block scaled by 1/sqrt(2 * n_layer), zero biases, unit
+  // LayerNorm gains. Deterministic for a seed and independent of the backend.
+  void InitWeights(uint64_t seed);
+
+  // Runs the model on tokens [B, T] (host memory, int32, each < vocab_size). With
+  // targets (host [B, T], negative = ignore), also computes the loss and returns the
+  // mean loss over counted positions; without, returns 0 and only logits are valid.
+  // Errors (not crashes) for B > max_batch, T > max_seq, or a token out of range,
+  // naming the position.
+  absl::StatusOr<float> Forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+
+  // Back-propagates the last Forward with targets, ACCUMULATING into the gradients
+  // (call ZeroGrad between optimizer steps). The loss differentiated is
+  // loss_scale * mean(loss), so gradient accumulation over k micro-batches passes
+  // loss_scale = 1/k.
+  void Backward(float loss_scale = 1.0f);
+  void ZeroGrad();
+
+  // Logits of the last Forward, [B, T, Vp] in backend memory (columns >= V padding).
+  // Valid until the next Backward, which overwrites them with their gradient.
+  Tensor logits() const;
+  // Copies the logits of position (b, t) of the last Forward to host (first V only).
+  std::vector<float> LogitsAt(int b, int t) const;
+
+  // Bytes of backend memory held, by group ("parameters", "gradients", "activations").
+  std::vector<std::pair<std::string, size_t>> MemoryUsage() const;
+
+ private:
+  GPT(const GPTConfig& config, kernels::Backend* backend, int max_batch, int max_seq);
+  absl::Status Plan();
+
+  struct Impl;
+  GPTConfig config_;
+  kernels::Backend* backend_;
+  int max_batch_;
+  int max_seq_;
+  int64_t num_params_ = 0;
+  std::vector<Tensor> params_;
+  std::vector<Tensor> grads_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace colossus

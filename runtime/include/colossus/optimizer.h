@@ -1,0 +1,66 @@
+// AdamW with decoupled weight decay, a warmup + cosine learning-rate schedule and
+// global-norm gradient clipping, over a GPT's flat parameter buffer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "colossus/memory_plan.h"
+#include "colossus/model.h"
+
+namespace colossus {
+
+struct OptimizerConfig {
+  float lr = 6e-4f;          // peak learning rate
+  float min_lr = 6e-5f;      // floor at the end of the cosine
+  int64_t warmup_steps = 0;  // linear warmup from lr/warmup_steps to lr
+  int64_t total_steps = 0;   // cosine decays from the end of warmup to total_steps; 0 = constant
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;  // on matrices and embeddings only, never biases or LayerNorm gains
+  float grad_clip = 1.0f;     // max global L2 norm; 0 disables clipping
+
+  absl::Status Validate() const;  // names the field: "optimizer.lr must be > 0, got -1"
+};
+
+// Learning rate at `step` (0-based): linear warmup over warmup_steps to lr (step s of
+// warmup uses lr * (s+1) / warmup_steps), then cosine from lr down to min_lr at
+// total_steps, then min_lr.
+float LearningRateAt(const OptimizerConfig& config, int64_t step);
+
+struct StepStats {
+  float lr = 0.0f;
+  float grad_norm = 0.0f;  // global L2 norm before clipping
+  float clip_scale = 1.0f; // factor the gradients were scaled by (1 = not clipped)
+};
+
+class AdamW {
+ public:
+  // Allocates the two f32 moments for every parameter of `model` (zeroed).
+  static absl::StatusOr<std::unique_ptr<AdamW>> Create(const OptimizerConfig& config, GPT* model);
+  ~AdamW();
+
+  // One update from the model's current gradients at 0-based `step`: computes the
+  // global gradient norm, clips, applies AdamW with LearningRateAt(step). Does not
+  // zero the gradients. Returns the figures the trainer logs.
+  StepStats Step(int64_t step);
+
+  const OptimizerConfig& config() const { return config_; }
+  // The moments as flat f32 views over the same layout as model->flat_params().
+  kernels::View first_moment() const;
+  kernels::View second_moment() const;
+  size_t state_bytes() const;
+
+ private:
+  AdamW(const OptimizerConfig& config, GPT* model);
+  OptimizerConfig config_;
+  GPT* model_;
+  std::unique_ptr<MemoryPlan> state_;  // [0] first moment, [1] second moment, [2] norm scratch
+};
+
+// True for parameters that get weight decay (2-D: linear weights and embeddings).
+bool DecaysWeight(const Tensor& param);
+
+}  // namespace colossus

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of Colossus from Debian's packages.
+# Idempotent: a machine that already has them all runs no apt command at all.
+# The CUDA toolkit (nvcc, cuBLAS, NCCL) is expected under /usr/local/cuda already;
+# it is not a Debian package here (see third_party/README.md).
+set -euo pipefail
+
+packages=(
+  cmake ninja-build ccache g++ pkg-config
+  libabsl-dev            # Status/StatusOr, string formatting, flat maps
+  libgtest-dev libgmock-dev
+  libopenblas-openmp-dev # CPU matmuls (sgemm/dgemm); the OpenMP build shares our thread pool
+  libyaml-cpp-dev        # training configs (and the cluster manifest later)
+  libcli11-dev           # command-line flags of every tool
+  nlohmann-json3-dev     # safetensors headers, JSON-lines metrics
+  libsentencepiece-dev   # optional BPE tokenizer in colossus-data
+  python3-torch python3-numpy  # the independent reference in tests and benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: the CUDA toolkit (nvcc) is required at build time and was not found in /usr/local/cuda" >&2
+  exit 1
+fi
+echo "setup: all dependencies present"
