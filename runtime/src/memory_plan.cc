@@ -42,6 +42,10 @@ absl::Status MemoryPlan::Allocate() {
                                         tensors_.size(), bytes_, mem.status().message()));
   }
   base_ = *mem;
+  // Zeroed once, so the alignment gaps between tensors hold zeros forever: a flat
+  // view over the whole arena (all-reduce, norms, the optimizer) then reads no garbage.
+  backend_->Fill(kernels::View(base_, kernels::DType::kF32, static_cast<int64_t>(bytes_ / 4)),
+                 0.0f);
   for (size_t i = 0; i < tensors_.size(); ++i) {
     tensors_[i].data = static_cast<char*>(base_) + offsets_[i];
   }

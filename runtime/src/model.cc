@@ -1,1 +1,367 @@
-// (being written)
+#include "colossus/model.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "colossus/check.h"
+#include "colossus/memory_plan.h"
+#include "init_rng.h"
+
+namespace colossus {
+
+using kernels::DType;
+using kernels::View;
+
+namespace {
+// Indices of one block's parameters within the per-layer group, in layout order.
+enum BlockParam {
+  kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B,
+  kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockParams
+};
+const char* const kBlockParamNames[kNumBlockParams] = {
+    "ln_1.weight",    "ln_1.bias",     "attn.qkv.weight", "attn.qkv.bias",
+    "attn.proj.weight", "attn.proj.bias", "ln_2.weight",   "ln_2.bias",
+    "mlp.fc.weight",  "mlp.fc.bias",   "mlp.proj.weight", "mlp.proj.bias"};
+
+// One block's saved activations (planned for max_batch x max_seq).
+struct BlockActs {
+  size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, res2;
+  size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, res3;
+};
+}  // namespace
+
+struct GPT::Impl {
+  explicit Impl(kernels::Backend* b)
+      : param_plan(b, "parameters"), grad_plan(b, "gradients"), act_plan(b, "activations") {}
+  MemoryPlan param_plan;
+  MemoryPlan grad_plan;
+  MemoryPlan act_plan;
+
+  // Activation indices into act_plan.
+  size_t tokens, targets, encoded, lnf, lnf_mean, lnf_rstd, logits, losses, lse;
+  std::vector<BlockActs> blocks;
+  // Backward scratch: gradients of activations, reused by every block.
+  size_t dresidual, dbtc, dqkv, dfch_gelu, dfch;
+
+  // State of the last Forward.
+  int B = 0, T = 0;
+  bool have_targets = false;
+  int64_t counted = 0;  // positions with a non-negative target
+  std::vector<float> host_losses;
+
+  View act(size_t i) const { return act_plan[i].view(); }
+  float* actf(size_t i) const { return act_plan[i].as<float>(); }
+};
+
+GPT::GPT(const GPTConfig& config, kernels::Backend* backend, int max_batch, int max_seq)
+    : config_(config), backend_(backend), max_batch_(max_batch), max_seq_(max_seq),
+      impl_(std::make_unique<Impl>(backend)) {}
+
+GPT::~GPT() = default;
+
+absl::StatusOr<std::unique_ptr<GPT>> GPT::Create(const GPTConfig& config,
+                                                 kernels::Backend* backend, int max_batch,
+                                                 int max_seq) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  CHECK(backend != nullptr);
+  if (max_batch <= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("batch size %d must be >= 1", max_batch));
+  }
+  if (max_seq <= 0 || max_seq > config.block_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sequence length %d must be in [1, model.block_size = %d] (the position table has "
+        "block_size rows)", max_seq, config.block_size));
+  }
+  std::unique_ptr<GPT> model(new GPT(config, backend, max_batch, max_seq));
+  if (absl::Status s = model->Plan(); !s.ok()) return s;
+  return model;
+}
+
+absl::Status GPT::Plan() {
+  const int64_t C = config_.n_embd, Vp = config_.PaddedVocab(), L = config_.n_layer;
+  const int64_t NH = config_.n_head;
+  const int64_t B = max_batch_, T = max_seq_;
+  Impl& m = *impl_;
+
+  // Parameters and gradients: same names, shapes and order.
+  auto add_param = [&](const std::string& name, std::vector<int64_t> shape) {
+    m.param_plan.Add(name, shape, DType::kF32);
+    m.grad_plan.Add(name, std::move(shape), DType::kF32);
+  };
+  add_param("wte", {Vp, C});
+  add_param("wpe", {config_.block_size, C});
+  for (int64_t l = 0; l < L; ++l) {
+    const std::vector<std::vector<int64_t>> shapes = {
+        {C}, {C}, {3 * C, C}, {3 * C}, {C, C}, {C}, {C}, {C}, {4 * C, C}, {4 * C}, {C, 4 * C}, {C}};
+    for (int p = 0; p < kNumBlockParams; ++p) {
+      add_param(absl::StrCat("h.", l, ".", kBlockParamNames[p]), shapes[p]);
+    }
+  }
+  add_param("ln_f.weight", {C});
+  add_param("ln_f.bias", {C});
+
+  // Activations for the largest batch; smaller batches use a prefix of each buffer.
+  auto act = [&](const std::string& name, std::vector<int64_t> shape,
+                 DType dt = DType::kF32) { return m.act_plan.Add(name, std::move(shape), dt); };
+  m.tokens = act("tokens", {B, T}, DType::kI32);
+  m.targets = act("targets", {B, T}, DType::kI32);
+  m.encoded = act("encoded", {B, T, C});
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = absl::StrCat("h.", l, ".");
+    BlockActs a;
+    a.ln1 = act(p + "ln1", {B, T, C});
+    a.ln1_mean = act(p + "ln1_mean", {B, T});
+    a.ln1_rstd = act(p + "ln1_rstd", {B, T});
+    a.qkv = act(p + "qkv", {B, T, 3 * C});
+    a.atty = act(p + "atty", {B, T, C});
+    a.att_lse = act(p + "att_lse", {B, NH, T});
+    a.attproj = act(p + "attproj", {B, T, C});
+    a.res2 = act(p + "res2", {B, T, C});
+    a.ln2 = act(p + "ln2", {B, T, C});
+    a.ln2_mean = act(p + "ln2_mean", {B, T});
+    a.ln2_rstd = act(p + "ln2_rstd", {B, T});
+    a.fch = act(p + "fch", {B, T, 4 * C});
+    a.fch_gelu = act(p + "fch_gelu", {B, T, 4 * C});
+    a.fcproj = act(p + "fcproj", {B, T, C});
+    a.res3 = act(p + "res3", {B, T, C});
+    m.blocks.push_back(a);
+  }
+  m.lnf = act("lnf", {B, T, C});
+  m.lnf_mean = act("lnf_mean", {B, T});
+  m.lnf_rstd = act("lnf_rstd", {B, T});
+  m.logits = act("logits", {B, T, Vp});
+  m.losses = act("losses", {B, T});
+  m.lse = act("lse", {B, T});
+  m.dresidual = act("d.residual", {B, T, C});
+  m.dbtc = act("d.btc", {B, T, C});
+  m.dqkv = act("d.qkv", {B, T, 3 * C});
+  m.dfch_gelu = act("d.fch_gelu", {B, T, 4 * C});
+  m.dfch = act("d.fch", {B, T, 4 * C});
+
+  for (MemoryPlan* plan : {&m.param_plan, &m.grad_plan, &m.act_plan}) {
+    if (absl::Status s = plan->Allocate(); !s.ok()) return s;
+  }
+  params_ = m.param_plan.tensors();
+  grads_ = m.grad_plan.tensors();
+  num_params_ = 0;
+  for (const Tensor& t : params_) num_params_ += t.numel();
+  CHECK(num_params_ == config_.NumParameters()) << num_params_ << " vs " << config_.NumParameters();
+  return absl::OkStatus();
+}
+
+View GPT::flat_params() const {
+  return View(impl_->param_plan.base(), DType::kF32,
+              static_cast<int64_t>(impl_->param_plan.bytes() / 4));
+}
+
+View GPT::flat_grads() const {
+  return View(impl_->grad_plan.base(), DType::kF32,
+              static_cast<int64_t>(impl_->grad_plan.bytes() / 4));
+}
+
+const Tensor* GPT::FindParam(const std::string& name) const {
+  for (const Tensor& t : params_) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+void GPT::InitWeights(uint64_t seed) {
+  const int V = config_.vocab_size, C = config_.n_embd;
+  const float std = 0.02f;
+  // GPT-2 scales the two projections that write into the residual stream so the
+  // stream's variance does not grow with depth.
+  const float residual_std = std / std::sqrt(2.0f * config_.n_layer);
+  std::vector<float> host;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& t = params_[i];
+    host.assign(t.numel(), 0.0f);
+    const std::string& n = t.name;
+    auto ends_with = [&](const char* suffix) {
+      const size_t k = std::char_traits<char>::length(suffix);
+      return n.size() >= k && n.compare(n.size() - k, k, suffix) == 0;
+    };
+    // Each tensor draws from its own stream (seed, index), so the values do not
+    // depend on the order or number of other tensors' draws.
+    NormalRng rng(seed, i);
+    if (n == "wte") {
+      // Padded vocabulary rows stay zero: no token ever selects them.
+      for (int64_t k = 0; k < static_cast<int64_t>(V) * C; ++k) host[k] = std * rng.Next();
+    } else if (ends_with("ln_1.weight") || ends_with("ln_2.weight") || n == "ln_f.weight") {
+      std::fill(host.begin(), host.end(), 1.0f);
+    } else if (ends_with("attn.proj.weight") || ends_with("mlp.proj.weight")) {
+      for (float& x : host) x = residual_std * rng.Next();
+    } else if (ends_with(".weight") || n == "wpe") {
+      for (float& x : host) x = std * rng.Next();
+    }  // biases stay zero
+    backend_->CopyFromHost(t.data, host.data(), t.bytes());
+  }
+}
+
+absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets, int B,
+                                   int T) {
+  if (B <= 0 || B > max_batch_ || T <= 0 || T > max_seq_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "batch %d x %d tokens does not fit the planned %d x %d", B, T, max_batch_, max_seq_));
+  }
+  const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
+  const int NH = config_.n_head, L = config_.n_layer;
+  const int64_t N = static_cast<int64_t>(B) * T;
+  // Out-of-range ids would index past the embedding table: refuse them here, where
+  // the position can still be named.
+  int64_t counted = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "input token %d at batch row %d, position %d is outside the vocabulary [0, %d)",
+          tokens[i], i / T, i % T, V));
+    }
+    if (targets != nullptr) {
+      if (targets[i] >= V) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "target %d at batch row %d, position %d is outside the vocabulary [0, %d)",
+            targets[i], i / T, i % T, V));
+      }
+      counted += targets[i] >= 0;
+    }
+  }
+
+  Impl& m = *impl_;
+  m.B = B;
+  m.T = T;
+  m.have_targets = targets != nullptr;
+  m.counted = counted;
+  const Tensor& tok = m.act_plan[m.tokens];
+  backend_->CopyFromHost(tok.data, tokens, N * sizeof(int32_t));
+  const int32_t* dtokens = tok.as<int32_t>();
+  const Tensor* P = params_.data();
+
+  backend_->EmbeddingForward(m.act(m.encoded), dtokens, P[0].view(), P[1].view(), B, T, C);
+  View residual = m.act(m.encoded);
+  for (int l = 0; l < L; ++l) {
+    const Tensor* w = P + 2 + static_cast<size_t>(l) * kNumBlockParams;
+    const BlockActs& a = m.blocks[l];
+    backend_->LayerNormForward(m.act(a.ln1), m.actf(a.ln1_mean), m.actf(a.ln1_rstd), residual,
+                               w[kLn1W].view(), w[kLn1B].view(), N, C);
+    backend_->MatmulForward(m.act(a.qkv), m.act(a.ln1), w[kQkvW].view(), w[kQkvB].view(), N, C,
+                            3 * C);
+    backend_->AttentionForward(m.act(a.atty), m.actf(a.att_lse), m.act(a.qkv), B, T, C, NH);
+    backend_->MatmulForward(m.act(a.attproj), m.act(a.atty), w[kProjW].view(), w[kProjB].view(),
+                            N, C, C);
+    backend_->Add(m.act(a.res2), residual, m.act(a.attproj), N * C);
+    backend_->LayerNormForward(m.act(a.ln2), m.actf(a.ln2_mean), m.actf(a.ln2_rstd),
+                               m.act(a.res2), w[kLn2W].view(), w[kLn2B].view(), N, C);
+    backend_->MatmulForward(m.act(a.fch), m.act(a.ln2), w[kFcW].view(), w[kFcB].view(), N, C,
+                            4 * C);
+    backend_->GeluForward(m.act(a.fch_gelu), m.act(a.fch), N * 4 * C);
+    backend_->MatmulForward(m.act(a.fcproj), m.act(a.fch_gelu), w[kFcProjW].view(),
+                            w[kFcProjB].view(), N, 4 * C, C);
+    backend_->Add(m.act(a.res3), m.act(a.res2), m.act(a.fcproj), N * C);
+    residual = m.act(a.res3);
+  }
+  const Tensor* lnf_w = P + 2 + static_cast<size_t>(L) * kNumBlockParams;
+  backend_->LayerNormForward(m.act(m.lnf), m.actf(m.lnf_mean), m.actf(m.lnf_rstd), residual,
+                             lnf_w[0].view(), lnf_w[1].view(), N, C);
+  // The output projection is the token embedding itself (tied weights), no bias.
+  backend_->MatmulForward(m.act(m.logits), m.act(m.lnf), P[0].view(), View(), N, C, Vp);
+  if (targets == nullptr) {
+    backend_->Synchronize();
+    return 0.0f;
+  }
+  const Tensor& tgt = m.act_plan[m.targets];
+  backend_->CopyFromHost(tgt.data, targets, N * sizeof(int32_t));
+  backend_->CrossEntropyForward(m.actf(m.losses), m.actf(m.lse), m.act(m.logits),
+                                tgt.as<int32_t>(), N, V, Vp);
+  m.host_losses.resize(N);
+  backend_->CopyToHost(m.host_losses.data(), m.actf(m.losses), N * sizeof(float));
+  // Ignored positions have loss 0, so the sum over all rows is the sum over counted ones.
+  double sum = std::accumulate(m.host_losses.begin(), m.host_losses.end(), 0.0);
+  return counted > 0 ? static_cast<float>(sum / counted) : 0.0f;
+}
+
+void GPT::Backward(float loss_scale) {
+  Impl& m = *impl_;
+  CHECK(m.have_targets) << "GPT::Backward needs a Forward with targets first";
+  const int B = m.B, T = m.T;
+  const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
+  const int NH = config_.n_head, L = config_.n_layer;
+  const int64_t N = static_cast<int64_t>(B) * T;
+  const Tensor* P = params_.data();
+  const Tensor* G = grads_.data();
+
+  // d(loss_scale * mean loss)/d(row loss) is the same for every counted row.
+  const float dloss = m.counted > 0 ? loss_scale / static_cast<float>(m.counted) : 0.0f;
+  const int32_t* dtargets = m.act_plan[m.targets].as<int32_t>();
+  const int32_t* dtokens = m.act_plan[m.tokens].as<int32_t>();
+  // The logits are consumed: their buffer becomes dlogits.
+  backend_->CrossEntropyBackward(m.act(m.logits), m.act(m.logits), m.actf(m.lse), dtargets,
+                                 dloss, N, V, Vp);
+  backend_->MatmulBackward(m.act(m.dbtc), G[0].view(), View(), m.act(m.logits), m.act(m.lnf),
+                           P[0].view(), N, C, Vp);
+
+  // dresidual carries d(loss)/d(residual stream) down through the blocks; the
+  // LayerNorm backwards accumulate into it, so it starts at zero.
+  View dres = m.act(m.dresidual);
+  backend_->Fill(View(dres.data, dres.dtype, N * C), 0.0f);
+  const size_t lnf_index = 2 + static_cast<size_t>(L) * kNumBlockParams;
+  View last_residual = L > 0 ? m.act(m.blocks[L - 1].res3) : m.act(m.encoded);
+  backend_->LayerNormBackward(dres, G[lnf_index].view(), G[lnf_index + 1].view(), m.act(m.dbtc),
+                              last_residual, P[lnf_index].view(), m.actf(m.lnf_mean),
+                              m.actf(m.lnf_rstd), N, C);
+
+  for (int l = L - 1; l >= 0; --l) {
+    const size_t base = 2 + static_cast<size_t>(l) * kNumBlockParams;
+    const Tensor* w = P + base;
+    const Tensor* g = G + base;
+    const BlockActs& a = m.blocks[l];
+    View block_in = l > 0 ? m.act(m.blocks[l - 1].res3) : m.act(m.encoded);
+    // res3 = res2 + fcproj: both receive dres.
+    backend_->MatmulBackward(m.act(m.dfch_gelu), g[kFcProjW].view(), g[kFcProjB].view(), dres,
+                             m.act(a.fch_gelu), w[kFcProjW].view(), N, 4 * C, C);
+    backend_->GeluBackward(m.act(m.dfch), m.act(a.fch), m.act(m.dfch_gelu), N * 4 * C);
+    backend_->MatmulBackward(m.act(m.dbtc), g[kFcW].view(), g[kFcB].view(), m.act(m.dfch),
+                             m.act(a.ln2), w[kFcW].view(), N, C, 4 * C);
+    backend_->LayerNormBackward(dres, g[kLn2W].view(), g[kLn2B].view(), m.act(m.dbtc),
+                                m.act(a.res2), w[kLn2W].view(), m.actf(a.ln2_mean),
+                                m.actf(a.ln2_rstd), N, C);
+    // res2 = block_in + attproj: both receive dres (now including the MLP branch).
+    backend_->MatmulBackward(m.act(m.dbtc), g[kProjW].view(), g[kProjB].view(), dres,
+                             m.act(a.atty), w[kProjW].view(), N, C, C);
+    backend_->AttentionBackward(m.act(m.dqkv), m.act(m.dbtc), m.act(a.qkv), m.act(a.atty),
+                                m.actf(a.att_lse), B, T, C, NH);
+    backend_->MatmulBackward(m.act(m.dbtc), g[kQkvW].view(), g[kQkvB].view(), m.act(m.dqkv),
+                             m.act(a.ln1), w[kQkvW].view(), N, C, 3 * C);
+    backend_->LayerNormBackward(dres, g[kLn1W].view(), g[kLn1B].view(), m.act(m.dbtc), block_in,
+                                w[kLn1W].view(), m.actf(a.ln1_mean), m.actf(a.ln1_rstd), N, C);
+  }
+  backend_->EmbeddingBackward(G[0].view(), G[1].view(), dres, dtokens, B, T, C);
+  // The logits buffer now holds their gradient; a new Forward is needed for logits.
+  m.have_targets = false;
+}
+
+void GPT::ZeroGrad() { backend_->Fill(flat_grads(), 0.0f); }
+
+Tensor GPT::logits() const {
+  Tensor t = impl_->act_plan[impl_->logits];
+  t.shape = {impl_->B, impl_->T, config_.PaddedVocab()};
+  return t;
+}
+
+std::vector<float> GPT::LogitsAt(int b, int t) const {
+  CHECK(b >= 0 && b < impl_->B && t >= 0 && t < impl_->T) << "LogitsAt(" << b << ", " << t << ")";
+  std::vector<float> out(config_.vocab_size);
+  const int64_t row = static_cast<int64_t>(b) * impl_->T + t;
+  const float* src = impl_->actf(impl_->logits) + row * config_.PaddedVocab();
+  backend_->CopyToHost(out.data(), src, out.size() * sizeof(float));
+  return out;
+}
+
+std::vector<std::pair<std::string, size_t>> GPT::MemoryUsage() const {
+  return {{"parameters", impl_->param_plan.bytes()},
+          {"gradients", impl_->grad_plan.bytes()},
+          {"activations", impl_->act_plan.bytes()}};
+}
+
+}  // namespace colossus

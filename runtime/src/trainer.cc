@@ -1,1 +1,206 @@
-// (being written)
+#include "colossus/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "colossus/device.h"
+#include "colossus/generate.h"
+#include "colossus/weights.h"
+#include "nlohmann/json.hpp"
+
+namespace colossus {
+namespace {
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+}  // namespace
+
+Trainer::~Trainer() = default;
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<Trainer> t(new Trainer(config));
+  if (absl::Status s = t->Init(); !s.ok()) return s;
+  return t;
+}
+
+absl::Status Trainer::Init() {
+  const TrainConfig& c = config_;
+  auto tok = LoadTokenizer(c.tokenizer);
+  if (!tok.ok()) return tok.status();
+  tokenizer_ = std::move(*tok);
+  if (tokenizer_->vocab_size() > c.model.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data.tokenizer '%s' has %d tokens but model.vocab_size is %d", c.tokenizer,
+        tokenizer_->vocab_size(), c.model.vocab_size));
+  }
+  auto train = DataLoader::Open({c.train_data}, c.model.vocab_size, c.seq_len, c.seed, true);
+  if (!train.ok()) return train.status();
+  train_ = std::move(*train);
+  if (!c.val_data.empty()) {
+    auto val = DataLoader::Open({c.val_data}, c.model.vocab_size, c.seq_len, c.seed, false);
+    if (!val.ok()) return val.status();
+    val_ = std::move(*val);
+  }
+
+  auto backend = CreateBackend(c.device, c.threads);
+  if (!backend.ok()) return backend.status();
+  backend_ = std::move(backend->backend);
+  backend_why_ = backend->why;
+  auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len);
+  if (!model.ok()) return model.status();
+  model_ = std::move(*model);
+  model_->InitWeights(c.seed);
+  OptimizerConfig oc = c.optimizer;
+  if (oc.total_steps == 0) oc.total_steps = c.steps;
+  auto opt = AdamW::Create(oc, model_.get());
+  if (!opt.ok()) return opt.status();
+  optimizer_ = std::move(*opt);
+
+  std::error_code ec;
+  std::filesystem::create_directories(c.output_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrFormat("output.dir %s: cannot create: %s",
+                                                  c.output_dir, ec.message()));
+  }
+  auto log = JsonLinesWriter::Open(c.output_dir + "/metrics.jsonl");
+  if (!log.ok()) return log.status();
+  log_ = std::move(*log);
+  progress_ = std::make_unique<ProgressPrinter>(c.log_every);
+  inputs_.resize(static_cast<size_t>(c.batch_size) * c.seq_len);
+  targets_.resize(inputs_.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<float> Trainer::Evaluate() {
+  if (!val_) return absl::FailedPreconditionError("no validation data (data.val is empty)");
+  const int B = config_.batch_size, T = config_.seq_len;
+  const int64_t batches =
+      std::max<int64_t>(1, std::min<int64_t>(config_.eval_batches, (val_->num_windows() + B - 1) / B));
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    val_->Batch(i * B, B, inputs_.data(), targets_.data());
+    auto loss = model_->Forward(inputs_.data(), targets_.data(), B, T);
+    if (!loss.ok()) return loss.status();
+    sum += *loss;
+  }
+  return static_cast<float>(sum / batches);
+}
+
+float Trainer::UnigramValLoss() const {
+  if (!val_) return -1.0f;
+  const int V = config_.model.vocab_size;
+  std::vector<double> counts(V, 1.0);  // add-one smoothing: unseen tokens are not infinitely bad
+  double total = V;
+  for (const TokenShard& shard : train_->shards()) {
+    for (int64_t i = 0; i < shard.size(); ++i) counts[shard.tokens()[i]] += 1.0;
+    total += static_cast<double>(shard.size());
+  }
+  const int B = config_.batch_size, T = config_.seq_len;
+  const int64_t batches =
+      std::max<int64_t>(1, std::min<int64_t>(config_.eval_batches, (val_->num_windows() + B - 1) / B));
+  std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
+  double nll = 0;
+  int64_t n = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    val_->Batch(i * B, B, in.data(), tgt.data());
+    for (int32_t t : tgt) {
+      nll -= std::log(counts[t] / total);
+      ++n;
+    }
+  }
+  return static_cast<float>(nll / n);
+}
+
+absl::StatusOr<std::string> Trainer::SampleText(uint64_t seed) {
+  std::vector<int> prompt = tokenizer_->Encode(config_.sample_prompt);
+  if (prompt.empty()) prompt.push_back(0);
+  auto ids = Generate(*model_, prompt, config_.sample_tokens, config_.sample_temperature, seed);
+  if (!ids.ok()) return ids.status();
+  return config_.sample_prompt + tokenizer_->Decode(*ids);
+}
+
+absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
+  const TrainConfig& c = config_;
+  const int B = c.batch_size, T = c.seq_len;
+  const int64_t samples_per_step = static_cast<int64_t>(B) * c.grad_accum;
+  const int64_t tokens_per_step = samples_per_step * T;
+  TrainSummary summary;
+
+  progress_->Line(absl::StrFormat("colossus: %s", backend_->Describe()));
+  progress_->Line(absl::StrFormat("colossus: %s", backend_why_));
+  progress_->Line(absl::StrFormat(
+      "colossus: model %s | batch %d x %d tokens x %d accum = %d tokens/step | %d steps",
+      c.model.DebugString(), B, T, c.grad_accum, tokens_per_step, c.steps));
+  progress_->Line(absl::StrFormat(
+      "colossus: train %d tokens (%d windows)%s", train_->num_tokens(), train_->num_windows(),
+      val_ ? absl::StrFormat(", val %d tokens", val_->num_tokens()) : ""));
+  if (val_) {
+    summary.unigram_val_loss = UnigramValLoss();
+    progress_->Line(absl::StrFormat("colossus: unigram baseline val loss %.4f (a model that knows only token frequencies)",
+                                    summary.unigram_val_loss));
+  }
+
+  const auto start = Clock::now();
+  for (int64_t step = first_step; step < first_step + c.steps; ++step) {
+    const auto t0 = Clock::now();
+    model_->ZeroGrad();
+    double loss = 0;
+    for (int micro = 0; micro < c.grad_accum; ++micro) {
+      train_->Batch(step * samples_per_step + static_cast<int64_t>(micro) * B, B, inputs_.data(),
+                    targets_.data());
+      auto l = model_->Forward(inputs_.data(), targets_.data(), B, T);
+      if (!l.ok()) return l.status();
+      model_->Backward(1.0f / c.grad_accum);
+      loss += *l / c.grad_accum;
+    }
+    const StepStats stats = optimizer_->Step(step);
+    const auto t1 = Clock::now();
+    if (!std::isfinite(loss)) {
+      return absl::InternalError(absl::StrFormat(
+          "step %d: loss is %f (grad norm %f); training diverged", step, loss, stats.grad_norm));
+    }
+
+    StepRecord r;
+    r.step = step;
+    r.total_steps = first_step + c.steps;
+    r.loss = static_cast<float>(loss);
+    r.lr = stats.lr;
+    r.grad_norm = stats.grad_norm;
+    r.step_ms = Seconds(t0, t1) * 1e3;
+    r.tokens_per_s = tokens_per_step / Seconds(t0, t1);
+    r.elapsed_s = Seconds(start, t1);
+    log_->Write(StepRecordJson(r));
+    progress_->Step(r);
+    if (step == first_step) summary.first_loss = r.loss;
+    summary.final_loss = r.loss;
+
+    const int64_t done = step + 1;
+    const bool last = done == first_step + c.steps;
+    if (val_ && ((c.eval_every > 0 && done % c.eval_every == 0) || last)) {
+      auto vl = Evaluate();
+      if (!vl.ok()) return vl.status();
+      summary.val_loss = *vl;
+      log_->Write(nlohmann::json({{"step", step}, {"val_loss", *vl}}).dump());
+      progress_->Line(absl::StrFormat("step %d: val loss %.4f (unigram %.4f)", done, *vl,
+                                      summary.unigram_val_loss));
+    }
+    if ((c.sample_every > 0 && done % c.sample_every == 0) || last) {
+      auto text = SampleText(c.seed + done);
+      if (!text.ok()) return text.status();
+      summary.sample = *text;
+      if (!last) progress_->Line(absl::StrFormat("step %d sample: %s", done, *text));
+    }
+  }
+  summary.steps = c.steps;
+  summary.seconds = Seconds(start, Clock::now());
+  summary.tokens_per_s = summary.seconds > 0 ? c.steps * tokens_per_step / summary.seconds : 0;
+  summary.weights_path = c.output_dir + "/model.safetensors";
+  if (absl::Status s = SaveWeights(*model_, summary.weights_path); !s.ok()) return s;
+  return summary;
+}
+
+}  // namespace colossus

@@ -4,7 +4,8 @@
 // This is how the runtime keeps its promise of no allocation per step: a model plans
 // its groups at start-up, and every Tensor afterwards is a view into an arena.
 // Tensors are laid out in declaration order, each at a 64-byte aligned offset
-// (a cache line; 256-byte for the base), padding included in bytes().
+// (a cache line; 256-byte for the base), padding included in bytes(). The arena is
+// zero-filled at Allocate, and no op writes the gaps, so they stay zero.
 // Thread safety: none. The arena is freed by the destructor.
 #pragma once
 
@@ -28,7 +29,7 @@ class MemoryPlan {
 
   // Declares a tensor and returns its index. REQUIRES: Allocate() not yet called.
   size_t Add(std::string name, std::vector<int64_t> shape, kernels::DType dtype);
-  // Makes the one allocation and points every tensor into it (contents undefined).
+  // Makes the one allocation, zero-fills it and points every tensor into it.
   // Errors name the group and the byte count when the device is out of memory.
   absl::Status Allocate();
 

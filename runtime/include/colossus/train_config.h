@@ -1,0 +1,57 @@
+// TrainConfig: everything one training run needs, from a YAML file and/or flags.
+//
+// YAML schema (every key optional except data.train; unknown keys are refused so a
+// typo never silently falls back to a default):
+//   model:     {preset: demo, n_layer, n_head, n_embd, block_size, vocab_size, padded_vocab_size}
+//   data:      {train: "dir/train_*.bin", val: "dir/val_*.bin", tokenizer: byte | path.model}
+//   training:  {batch_size, seq_len, grad_accum, steps, seed}
+//   optimizer: {lr, min_lr, warmup_steps, total_steps, beta1, beta2, eps, weight_decay, grad_clip}
+//   eval:      {every, batches}
+//   sample:    {every, tokens, prompt, temperature}
+//   runtime:   {device: auto | cpu | cuda, threads}
+//   output:    {dir, log_every}
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "colossus/config.h"
+#include "colossus/optimizer.h"
+
+namespace colossus {
+
+struct TrainConfig {
+  GPTConfig model;                 // GPTConfig's defaults (GPT-2 124M) unless set
+  std::string train_data;          // glob of training shards (required)
+  std::string val_data;            // glob of validation shards ("" = no validation)
+  std::string tokenizer = "byte";  // "byte" or a SentencePiece .model path
+  int batch_size = 16;             // sequences per micro-batch
+  int seq_len = 128;               // tokens per sequence (<= model.block_size)
+  int grad_accum = 1;              // micro-batches per optimizer step
+  int64_t steps = 100;             // optimizer steps
+  uint64_t seed = 1337;            // weights and sample order
+  OptimizerConfig optimizer;       // total_steps 0 = follow `steps`
+  int64_t eval_every = 0;          // validation every k steps (and at the end); 0 = end only
+  int eval_batches = 20;
+  int64_t sample_every = 0;        // text samples every k steps; 0 = at the end only
+  int sample_tokens = 200;
+  std::string sample_prompt = "\n";
+  float sample_temperature = 0.8f;
+  std::string device = "auto";
+  int threads = 0;                 // CPU threads, 0 = OpenMP default
+  std::string output_dir = "runs/default";
+  int64_t log_every = 10;          // a log line every k steps when not on a TTY
+
+  // Cross-field checks; the message names the field ("training.seq_len = 2048 exceeds
+  // model.block_size = 1024").
+  absl::Status Validate() const;
+};
+
+// Parses a YAML config file. Errors name the file, the line and the key.
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);
+// Applies "section.key=value" overrides (the same keys as the YAML), e.g.
+// "training.steps=50". Errors name the key.
+absl::Status ApplyOverride(TrainConfig* config, const std::string& assignment);
+
+}  // namespace colossus
