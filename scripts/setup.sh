@@ -13,6 +13,7 @@ packages=(
   libyaml-cpp-dev        # training configs (and the cluster manifest later)
   libcli11-dev           # command-line flags of every tool
   nlohmann-json3-dev     # safetensors headers, JSON-lines metrics
+  libgloo-dev            # the CPU communicator (comm/): collectives over TCP
   libsentencepiece-dev   # optional BPE tokenizer in colossus-data
   python3-torch python3-numpy  # the independent reference in tests and benchmarks
 )
