@@ -1,1 +1,46 @@
-// (being written)
+// AdamW, torch.optim.AdamW's update written out elementwise.
+#include <cmath>
+#include <cstdint>
+
+#include "colossus/check.h"
+#include "cpu/convert.h"
+#include "cpu/ops.h"
+#include "cpu/parallel.h"
+
+namespace colossus::kernels::cpu {
+
+template <typename F, typename G>
+void AdamW(F* param, const G* grad, F* m, F* v, int64_t n, const AdamWParams& p) {
+  CHECK(p.step >= 1) << "AdamW: step is 1-based, got " << p.step;
+  // Bias corrections in double, as PyTorch computes them (Python floats), then
+  // rounded once to the compute type.
+  const F bc1 = static_cast<F>(1.0 - std::pow(static_cast<double>(p.beta1), p.step));
+  const F bc2 = static_cast<F>(1.0 - std::pow(static_cast<double>(p.beta2), p.step));
+  const F b1 = p.beta1, b2 = p.beta2, lr = p.lr, eps = p.eps, wd = p.weight_decay;
+  const F scale = p.grad_scale;
+#pragma omp parallel for simd schedule(static) if (n >= kMinParallelWork)
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = static_cast<F>(Widen(grad[i])) * scale;
+    const F mi = b1 * m[i] + (F(1) - b1) * g;
+    const F vi = b2 * v[i] + (F(1) - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const F mhat = mi / bc1;
+    const F vhat = vi / bc2;
+    // Decoupled weight decay on the parameter before this update.
+    param[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * param[i]);
+  }
+}
+
+template void AdamW<float, float>(float*, const float*, float*, float*, int64_t,
+                                  const AdamWParams&);
+template void AdamW<float, Bf16>(float*, const Bf16*, float*, float*, int64_t,
+                                 const AdamWParams&);
+template void AdamW<float, Half>(float*, const Half*, float*, float*, int64_t,
+                                 const AdamWParams&);
+template void AdamW<float, double>(float*, const double*, float*, float*, int64_t,
+                                   const AdamWParams&);
+template void AdamW<double, double>(double*, const double*, double*, double*, int64_t,
+                                    const AdamWParams&);
+
+}  // namespace colossus::kernels::cpu
