@@ -49,11 +49,12 @@ void CheckNonNegative(const char* op, const char* what, int64_t value) {
 // `v` as float*, after checking that it is f32, present, and holds at least `need`
 // elements (a view may be longer than the op uses, e.g. wpe for T < maxT).
 float* F32(const View& v, int64_t need, const char* op, const char* arg) {
-  CHECK(v.dtype == DType::kF32) << op << ": " << arg << " has dtype " << DTypeName(v.dtype)
-                                << ", but the CPU backend computes in f32";
+  CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
+  CHECK(v.empty() || v.dtype == DType::kF32)
+      << op << ": " << arg << " has dtype " << DTypeName(v.dtype)
+      << ", but the CPU backend computes in f32";
   CHECK(v.numel >= need) << op << ": " << arg << " has " << v.numel
                          << " elements, the op needs " << need;
-  CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
   return v.as<float>();
 }
 
@@ -71,10 +72,11 @@ P* Pointer(P* p, int64_t need, const char* op, const char* arg) {
 
 // Float views of any float dtype (gradients, parameter copies): present and long enough.
 void CheckAnyFloat(const View& v, int64_t need, const char* op, const char* arg) {
-  CHECK(v.dtype != DType::kI32) << op << ": " << arg << " has dtype i32, expected a float";
+  CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
+  CHECK(v.empty() || v.dtype != DType::kI32)
+      << op << ": " << arg << " has dtype i32, expected a float dtype";
   CHECK(v.numel >= need) << op << ": " << arg << " has " << v.numel
                          << " elements, the op needs " << need;
-  CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
 }
 
 void CheckTokens(const char* op, const int32_t* tokens, int64_t n, int64_t Vp) {

@@ -14,9 +14,11 @@
 // an OpenMP parallel region. BLAS calls made inside the ops' own parallel regions run
 // single-threaded (the OpenMP build of OpenBLAS).
 //
-// Determinism: for a given binary, every result is bitwise independent of the thread
-// count. Reductions across rows (parameter gradients, SumSquares) are split by columns
-// or by fixed-size blocks, never by thread.
+// Determinism: for a given binary and thread count, results are bitwise reproducible.
+// Beyond that, every reduction the ops do themselves (parameter gradients across rows,
+// SumSquares, attention's per-head GEMMs) is split by columns or by fixed-size blocks,
+// never by thread, so only the Linear layer's GEMMs, which OpenBLAS partitions by
+// thread count, can change bits when the thread count changes.
 //
 // Not thread-safe across concurrent calls from different host threads that share an
 // OpenMP team; the ops keep per-OpenMP-thread scratch (parallel.h).
