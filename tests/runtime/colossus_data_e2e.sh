@@ -3,8 +3,8 @@
 # exit codes a script relies on (0 ok, 2 usage, 1 data error naming the file).
 #   colossus_data_e2e.sh PATH/TO/colossus-data SOURCE_DIR
 set -u
-BIN=$1
-SRC=$2
+BIN=$(realpath "$1")
+SRC=$(realpath "$2")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/colossus_data_e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
