@@ -1,0 +1,210 @@
+// colossus-cpu-bench: the time of one training step (forward, backward, AdamW with
+// global-norm clipping) of a fixed GPT on the CPU backend.
+//
+// Prints the median and minimum over --steps timed steps after --warmup untimed ones,
+// tokens per second, and one JSON line (also to --json). With --save-inputs DIR it
+// first writes the weights and the batch in the layout tests/torch_ref/gpt_reference.py
+// reads, so bench/torch_step.py times PyTorch on exactly the same problem;
+// bench/run_cpu_bench.sh runs both, interleaved, and prints the ratio.
+//
+// Threads: --threads N sets the CPU backend's OpenMP threads; run with
+// OMP_NUM_THREADS=N too so that OpenBLAS (the OpenMP build) uses the same count.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "colossus/config.h"
+#include "colossus/kernels/backend.h"
+#include "colossus/model.h"
+#include "colossus/optimizer.h"
+#include "colossus/safetensors.h"
+#include "colossus/weights.h"
+
+namespace colossus {
+namespace {
+
+struct Options {
+  std::string preset = "bench";
+  int batch = 8;
+  int seq = 0;  // 0: the preset's block_size
+  int threads = 1;
+  int warmup = 3;
+  int steps = 10;
+  uint64_t seed = 1;
+  std::string save_inputs;
+  std::string json;
+};
+
+std::string FloatText(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  return buf;
+}
+
+// BLAS libraries mapped into this process (to show which one actually ran).
+std::vector<std::string> LoadedBlas() {
+  std::ifstream maps("/proc/self/maps");
+  std::vector<std::string> libs;
+  std::string line;
+  while (std::getline(maps, line)) {
+    size_t slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    std::string path = line.substr(slash);
+    if (path.find("blas") == std::string::npos) continue;
+    if (std::find(libs.begin(), libs.end(), path) == libs.end()) libs.push_back(path);
+  }
+  return libs;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+int Run(const Options& opt) {
+  absl::StatusOr<GPTConfig> config = GPTPreset(opt.preset);
+  if (!config.ok()) {
+    std::cerr << config.status() << "\n";
+    return 2;
+  }
+  const int B = opt.batch;
+  const int T = opt.seq > 0 ? opt.seq : config->block_size;
+  std::unique_ptr<kernels::Backend> backend = kernels::MakeCpuBackend(opt.threads);
+  absl::StatusOr<std::unique_ptr<GPT>> model = GPT::Create(*config, backend.get(), B, T);
+  if (!model.ok()) {
+    std::cerr << model.status() << "\n";
+    return 2;
+  }
+  GPT& gpt = **model;
+  gpt.InitWeights(opt.seed);
+
+  std::mt19937_64 rng(opt.seed);
+  std::uniform_int_distribution<int32_t> token(0, config->vocab_size - 1);
+  std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = token(rng);
+    targets[i] = token(rng);
+  }
+
+  OptimizerConfig oc;  // the defaults: lr 6e-4 constant, wd 0.1, clip 1.0
+  if (!opt.save_inputs.empty()) {
+    absl::Status s = SaveWeights(gpt, opt.save_inputs + "/weights.safetensors");
+    if (s.ok()) {
+      const std::vector<int64_t> shape = {B, T};
+      s = WriteSafetensors(
+          opt.save_inputs + "/batch.safetensors",
+          {{"tokens", SafetensorsDType::kI32, shape, tokens.data()},
+           {"targets", SafetensorsDType::kI32, shape, targets.data()}},
+          {{"lr", FloatText(oc.lr)},
+           {"min_lr", FloatText(oc.min_lr)},
+           {"warmup_steps", std::to_string(oc.warmup_steps)},
+           {"total_steps", std::to_string(oc.total_steps)},
+           {"beta1", FloatText(oc.beta1)},
+           {"beta2", FloatText(oc.beta2)},
+           {"eps", FloatText(oc.eps)},
+           {"weight_decay", FloatText(oc.weight_decay)},
+           {"grad_clip", FloatText(oc.grad_clip)},
+           {"steps", "0"}});
+    }
+    if (!s.ok()) {
+      std::cerr << s << "\n";
+      return 1;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<AdamW>> adamw = AdamW::Create(oc, &gpt);
+  if (!adamw.ok()) {
+    std::cerr << adamw.status() << "\n";
+    return 2;
+  }
+
+  float first_loss = 0.0f;
+  std::vector<double> times_ms;
+  for (int step = 0; step < opt.warmup + opt.steps; ++step) {
+    auto start = std::chrono::steady_clock::now();
+    gpt.ZeroGrad();
+    absl::StatusOr<float> loss = gpt.Forward(tokens.data(), targets.data(), B, T);
+    if (!loss.ok()) {
+      std::cerr << loss.status() << "\n";
+      return 1;
+    }
+    gpt.Backward();
+    (*adamw)->Step(step);
+    backend->Synchronize();
+    auto end = std::chrono::steady_clock::now();
+    if (step == 0) first_loss = *loss;
+    if (step >= opt.warmup) {
+      times_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+    }
+  }
+  std::vector<double> sorted = times_ms;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? 0.0
+                        : sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                            : 0.5 * (sorted[sorted.size() / 2 - 1] +
+                                                     sorted[sorted.size() / 2]);
+  const double min = sorted.empty() ? 0.0 : sorted.front();
+  const double tokens_per_s = median > 0 ? 1000.0 * B * T / median : 0.0;
+
+  std::printf("colossus  %s B%d T%d  %s\n", config->DebugString().c_str(), B, T,
+              backend->Describe().c_str());
+  std::printf("  step: median %.1f ms, min %.1f ms over %d steps (%d warm-up); %.0f tokens/s;"
+              " first loss %.6f\n",
+              median, min, opt.steps, opt.warmup, tokens_per_s, first_loss);
+
+  std::ostringstream json;
+  json << std::setprecision(9) << "{\"impl\":\"colossus\",\"config\":" << JsonString(config->DebugString())
+       << ",\"B\":" << B << ",\"T\":" << T << ",\"threads\":" << opt.threads
+       << ",\"backend\":" << JsonString(backend->Describe()) << ",\"warmup\":" << opt.warmup
+       << ",\"median_ms\":" << median << ",\"min_ms\":" << min
+       << ",\"tokens_per_s\":" << tokens_per_s << ",\"first_loss\":" << first_loss
+       << ",\"times_ms\":[";
+  for (size_t i = 0; i < times_ms.size(); ++i) json << (i ? "," : "") << times_ms[i];
+  json << "],\"blas\":[";
+  std::vector<std::string> blas = LoadedBlas();
+  for (size_t i = 0; i < blas.size(); ++i) json << (i ? "," : "") << JsonString(blas[i]);
+  json << "]}";
+  std::printf("JSON %s\n", json.str().c_str());
+  if (!opt.json.empty()) {
+    std::ofstream out(opt.json);
+    out << json.str() << "\n";
+    if (!out) {
+      std::cerr << "cannot write " << opt.json << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace colossus
+
+int main(int argc, char** argv) {
+  colossus::Options opt;
+  CLI::App app{"One GPT training step (forward, backward, AdamW) on the CPU backend"};
+  app.add_option("--preset", opt.preset, "model preset (config.h)");
+  app.add_option("--batch", opt.batch, "sequences per step")->check(CLI::PositiveNumber);
+  app.add_option("--seq", opt.seq, "tokens per sequence (0: the preset's block_size)");
+  app.add_option("--threads", opt.threads, "CPU backend threads (set OMP_NUM_THREADS too)");
+  app.add_option("--warmup", opt.warmup, "untimed steps first");
+  app.add_option("--steps", opt.steps, "timed steps");
+  app.add_option("--seed", opt.seed, "weights and batch seed");
+  app.add_option("--save-inputs", opt.save_inputs,
+                 "write weights.safetensors and batch.safetensors here for torch_step.py");
+  app.add_option("--json", opt.json, "also write the JSON result to this file");
+  CLI11_PARSE(app, argc, argv);
+  return colossus::Run(opt);
+}
