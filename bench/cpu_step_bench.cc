@@ -66,6 +66,13 @@ std::vector<std::string> LoadedBlas() {
   return libs;
 }
 
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
@@ -131,32 +138,41 @@ int Run(const Options& opt) {
     return 2;
   }
 
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
   float first_loss = 0.0f;
-  std::vector<double> times_ms;
+  // Whole steps, and their phases: forward (with loss), backward, optimizer (norm,
+  // clipping, AdamW). On the CPU every op completes before returning, so the clock
+  // between phases measures them; Synchronize keeps that true on other backends.
+  std::vector<double> times_ms, fwd_ms, bwd_ms, opt_ms;
   for (int step = 0; step < opt.warmup + opt.steps; ++step) {
-    auto start = std::chrono::steady_clock::now();
+    const Clock::time_point t0 = Clock::now();
     gpt.ZeroGrad();
     absl::StatusOr<float> loss = gpt.Forward(tokens.data(), targets.data(), B, T);
     if (!loss.ok()) {
       std::cerr << loss.status() << "\n";
       return 1;
     }
+    backend->Synchronize();
+    const Clock::time_point t1 = Clock::now();
     gpt.Backward();
+    backend->Synchronize();
+    const Clock::time_point t2 = Clock::now();
     (*adamw)->Step(step);
     backend->Synchronize();
-    auto end = std::chrono::steady_clock::now();
+    const Clock::time_point t3 = Clock::now();
     if (step == 0) first_loss = *loss;
     if (step >= opt.warmup) {
-      times_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+      times_ms.push_back(ms(t0, t3));
+      fwd_ms.push_back(ms(t0, t1));
+      bwd_ms.push_back(ms(t1, t2));
+      opt_ms.push_back(ms(t2, t3));
     }
   }
-  std::vector<double> sorted = times_ms;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted.empty() ? 0.0
-                        : sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                            : 0.5 * (sorted[sorted.size() / 2 - 1] +
-                                                     sorted[sorted.size() / 2]);
-  const double min = sorted.empty() ? 0.0 : sorted.front();
+  const double median = Median(times_ms);
+  const double min = times_ms.empty() ? 0.0 : *std::min_element(times_ms.begin(), times_ms.end());
   const double tokens_per_s = median > 0 ? 1000.0 * B * T / median : 0.0;
 
   std::printf("colossus  %s B%d T%d  %s\n", config->DebugString().c_str(), B, T,
@@ -164,6 +180,8 @@ int Run(const Options& opt) {
   std::printf("  step: median %.1f ms, min %.1f ms over %d steps (%d warm-up); %.0f tokens/s;"
               " first loss %.6f\n",
               median, min, opt.steps, opt.warmup, tokens_per_s, first_loss);
+  std::printf("  phases (median): forward %.1f ms, backward %.1f ms, optimizer %.1f ms\n",
+              Median(fwd_ms), Median(bwd_ms), Median(opt_ms));
 
   std::ostringstream json;
   json << std::setprecision(9) << "{\"impl\":\"colossus\",\"config\":" << JsonString(config->DebugString())
@@ -171,6 +189,8 @@ int Run(const Options& opt) {
        << ",\"backend\":" << JsonString(backend->Describe()) << ",\"warmup\":" << opt.warmup
        << ",\"median_ms\":" << median << ",\"min_ms\":" << min
        << ",\"tokens_per_s\":" << tokens_per_s << ",\"first_loss\":" << first_loss
+       << ",\"forward_ms\":" << Median(fwd_ms) << ",\"backward_ms\":" << Median(bwd_ms)
+       << ",\"optimizer_ms\":" << Median(opt_ms)
        << ",\"times_ms\":[";
   for (size_t i = 0; i < times_ms.size(); ++i) json << (i ? "," : "") << times_ms[i];
   json << "],\"blas\":[";

@@ -77,6 +77,8 @@ for n in threads:
                      "tokens_per_s": 1000.0 * runs[0]["B"] * runs[0]["T"] / med,
                      "first_loss": runs[0]["first_loss"], "blas": runs[0]["blas"],
                      "round_medians_ms": [r["median_ms"] for r in runs]}
+        for phase in ("forward_ms", "backward_ms", "optimizer_ms"):
+            row[impl][phase] = statistics.median(r[phase] for r in runs)
         row["config"] = runs[0].get("config", row.get("config"))
         row["B"], row["T"] = runs[0]["B"], runs[0]["T"]
     row["loadavg_before"] = open(f"{work}/t{n}/loadavg").read().strip()
@@ -96,6 +98,12 @@ for row in rows:
     print(f"{row['threads']:>7} {'ratio':>8} {row['ratio_ours_over_torch']:>10.3f}   "
           f"(ours / torch, median step time; < 1 means ours is faster; "
           f"load average before: {row['loadavg_before']})")
+print("phases, median of the rounds' medians (ms):")
+for row in rows:
+    for impl in ("ours", "torch"):
+        r = row[impl]
+        print(f"{row['threads']:>7} {impl:>8}  forward {r['forward_ms']:.1f}  backward "
+              f"{r['backward_ms']:.1f}  optimizer {r['optimizer_ms']:.1f}")
 for row in rows:
     for impl in ("ours", "torch"):
         print(f"blas {impl} ({row['threads']} threads): {', '.join(row[impl]['blas'])}")

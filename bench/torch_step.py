@@ -59,16 +59,32 @@ def main():
     optimizer = ref.make_adamw(model, opt)
     B, T = tokens.shape
 
+    # ref.train_step's phases, timed apart: forward (with loss), backward, optimizer
+    # (clip_grad_norm_ and AdamW).
+    params = list(model.parameters())
     first_loss = None
-    times_ms = []
+    times_ms, fwd_ms, bwd_ms, opt_ms = [], [], [], []
     for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
-        loss, _, _ = ref.train_step(model, optimizer, opt, step, tokens, targets)
-        end = time.perf_counter()
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=False)
+        _, loss = model(tokens, targets)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        if opt["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(params, opt["grad_clip"])
+        lr = ref.learning_rate_at(opt, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        t3 = time.perf_counter()
         if first_loss is None:
-            first_loss = loss
+            first_loss = loss.item()
         if step >= args.warmup:
-            times_ms.append(1000.0 * (end - start))
+            times_ms.append(1000.0 * (t3 - t0))
+            fwd_ms.append(1000.0 * (t1 - t0))
+            bwd_ms.append(1000.0 * (t2 - t1))
+            opt_ms.append(1000.0 * (t3 - t2))
 
     # BLAS is loaded lazily on the first matmul: look only after the steps ran.
     blas = loaded_blas()
@@ -80,12 +96,17 @@ def main():
         "median_ms": median, "min_ms": min(times_ms) if times_ms else 0.0,
         "tokens_per_s": 1000.0 * B * T / median if median > 0 else 0.0,
         "first_loss": first_loss, "times_ms": times_ms, "blas": blas,
+        "forward_ms": statistics.median(fwd_ms) if fwd_ms else 0.0,
+        "backward_ms": statistics.median(bwd_ms) if bwd_ms else 0.0,
+        "optimizer_ms": statistics.median(opt_ms) if opt_ms else 0.0,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
     }
     print(f"torch {torch.__version__}  B{B} T{T}  {result['threads']} threads, blas {blas}")
     print(f"  step: median {median:.1f} ms, min {result['min_ms']:.1f} ms over {args.steps} "
           f"steps ({args.warmup} warm-up); {result['tokens_per_s']:.0f} tokens/s; "
           f"first loss {first_loss:.6f}")
+    print(f"  phases (median): forward {result['forward_ms']:.1f} ms, backward "
+          f"{result['backward_ms']:.1f} ms, optimizer {result['optimizer_ms']:.1f} ms")
     print("JSON " + json.dumps(result))
     if args.json:
         with open(args.json, "w") as f:
