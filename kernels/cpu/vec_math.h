@@ -7,8 +7,10 @@
 // is the gradient-check reference and should carry no approximation error.
 //
 // Accuracy (checked by tests/kernels/cpu_ops_test.cc over a dense sweep): relative
-// error under 1 float ulp for x in [-87.3, 88.3]; exactly 0 below (no subnormal
-// results), +inf above, NaN for NaN.
+// error under 1 float ulp for x in [-87.3, 88.3], where exp(x) is a normal float.
+// Beyond: exactly 0 below -87.7 (subnormal results are approximate, none are needed:
+// softmax arguments are <= 0 and their sum is >= 1), +inf above 88.4 (true overflow
+// is at 88.72; the sliver in between is not needed either), NaN for NaN.
 #pragma once
 
 #include <bit>
@@ -23,12 +25,16 @@ inline double Exp(double x) { return std::exp(x); }
 // Cephes' expf: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial,
 // 2^n built directly in the exponent bits.
 inline float Exp(float x) {
-  constexpr float kHi = 88.3762626647949f;  // largest x with a finite result here
-  constexpr float kLo = -87.3365447504f;    // exp(kLo) = FLT_MIN: no subnormal results
-  // std::max/min return their first argument when the other comparison is false, so a
-  // NaN x stays NaN through the clamp.
-  const float xc = std::min(std::max(x, kLo), kHi);
-  // Round x*log2(e) to the nearest integer by adding 1.5 * 2^23: this avoids a
+  // The clamp keeps n = round(x log2 e) in [-127, 128], where 2^n, built in the
+  // exponent bits below, is 0 at n = -127 and +inf at n = 128: underflow and overflow
+  // come out of the arithmetic itself. (Explicit selects for them would be
+  // jump-threaded into branches by GCC, and a loop with branches does not vectorize.)
+  // A NaN x fails both comparisons and stays NaN throughout.
+  constexpr float kLo = -88.3762626647949f;  // x log2 e = -127.4999...
+  constexpr float kHi = 89.0f;               // x log2 e = 128.4...
+  float xc = x < kLo ? kLo : x;
+  xc = xc > kHi ? kHi : xc;
+  // Round x log2(e) to the nearest integer by adding 1.5 * 2^23: this avoids a
   // float->int conversion (undefined for NaN) and vectorizes on plain SSE.
   constexpr float kMagic = 12582912.0f;
   const float t = xc * 1.44269504088896341f + kMagic;
@@ -44,10 +50,7 @@ inline float Exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const float result = p * std::bit_cast<float>((ni + 127) << 23);
-  if (x < kLo) return 0.0f;  // selects, not branches, once vectorized
-  if (x > kHi) return std::numeric_limits<float>::infinity();
-  return result;
+  return p * std::bit_cast<float>((ni + 127) << 23);
 }
 
 }  // namespace colossus::kernels::cpu
