@@ -1,5 +1,6 @@
 // Every collective, dtype, size (0, 1, prime, several MiB) and placement, on 2, 3 and
 // 4 real processes over Gloo's TCP transport, against values computed from the rank.
+#include <ostream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,8 @@ struct Case {
   const char* name;
   Check check;
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 constexpr Case kCases[] = {
     {"AllReduce", &CheckAllReduce},     {"ReduceScatter", &CheckReduceScatter},

@@ -53,9 +53,11 @@ void ArrivalBoard::PublishLoop() {
     // A failed write is not retried in a loop: the next Arrive writes a newer marker,
     // and a diagnosis with a stale marker is still better than a busy thread.
     const absl::Status s = store_->Set(ArrivedKey(rank_), absl::StrCat(seq, " ", op));
+    (void)s;
     lock.lock();
     published_seq_ = seq;
-    (void)s;
+    // Rate limit: arrivals in the next interval are coalesced into one write.
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(kPublishInterval), [&] { return stop_; });
   }
 }
 
