@@ -50,7 +50,7 @@ inline float Exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  return p * std::bit_cast<float>((ni + 127) << 23);
+  return p * std::bit_cast<float>(static_cast<uint32_t>(ni + 127) << 23);
 }
 
 }  // namespace colossus::kernels::cpu
