@@ -20,8 +20,10 @@
 // never by thread, so only the Linear layer's GEMMs, which OpenBLAS partitions by
 // thread count, can change bits when the thread count changes.
 //
-// Not thread-safe across concurrent calls from different host threads that share an
-// OpenMP team; the ops keep per-OpenMP-thread scratch (parallel.h).
+// Thread safety: the ops share no state (their scratch belongs to each OS thread, see
+// parallel.h), so calls from different host threads may overlap.
+//
+// Fill, Cast and SumSquares, which serve every float dtype, are in convert.h.
 #pragma once
 
 #include <cstdint>
@@ -95,9 +97,10 @@ template <typename F>
 void CrossEntropyBackward(F* dlogits, const F* logits, const F* lse, const int32_t* targets,
                           F dloss, int64_t N, int V, int Vp);
 
-// ---- Optimizer and reductions (optimizer.cc) -----------------------------------------------
+// ---- Optimizer (optimizer.cc) ------------------------------------------------------------
 // One AdamW step (torch.optim.AdamW's formula) on param, m, v (F, updated in place)
-// from grad (G: float, double, or uint16_t holding bf16 bits), times p.grad_scale.
+// from grad, times p.grad_scale. Instantiated for F = float with G = float, double,
+// Bf16 or Half (convert.h), and for F = G = double.
 template <typename F, typename G>
 void AdamW(F* param, const G* grad, F* m, F* v, int64_t n, const AdamWParams& p);
 
