@@ -165,5 +165,30 @@ TEST(CommunicatorTest, ThreadRanksReduceAndAPeerAbortReachesTheOthersAtOnce) {
   }
 }
 
+TEST(CommunicatorTest, AbortFromAnotherThreadEndsAnOperationInFlight) {
+  std::vector<std::unique_ptr<Communicator>> comms = Threads(2);
+  ASSERT_TRUE(comms[0] && comms[1]);
+  // Rank 0 enters an all-reduce that rank 1 never joins; a second thread aborts rank 0.
+  constexpr absl::Duration kTimeout = absl::Seconds(2);
+  std::thread aborter([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    comms[0]->Abort();
+  });
+  float v = 1;
+  OpOptions o;
+  o.timeout = kTimeout;
+  const absl::Time start = absl::Now();
+  absl::Status s = comms[0]->AllReduce(&v, &v, 1, DataType::kF32, ReduceOp::kSum, o).Wait();
+  aborter.join();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  // Gloo cannot interrupt a wait, so the operation ends by its timeout at the latest.
+  EXPECT_LT(absl::Now() - start, kTimeout + absl::Seconds(2));
+  // The peer sees the connections go and fails at once rather than at its timeout.
+  const absl::Time peer_start = absl::Now();
+  absl::Status peer = comms[1]->Barrier(o).Wait();
+  EXPECT_FALSE(peer.ok());
+  EXPECT_LT(absl::Now() - peer_start, absl::Seconds(1)) << peer;
+}
+
 }  // namespace
 }  // namespace colossus::comm

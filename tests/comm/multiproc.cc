@@ -63,6 +63,10 @@ struct Child {
 class ChildSet {
  public:
   ~ChildSet() {
+    if (server > 0) {
+      kill(server, SIGKILL);
+      waitpid(server, nullptr, 0);
+    }
     for (Child& c : children) {
       if (!c.reaped && c.pid > 0) {
         kill(c.pid, SIGKILL);
@@ -72,6 +76,7 @@ class ChildSet {
     }
   }
   std::vector<Child> children;
+  pid_t server = -1;
 };
 
 void Drain(Child& c) {
@@ -84,6 +89,21 @@ void Drain(Child& c) {
     }
     return;  // EAGAIN or EOF
   }
+}
+
+// Stack traces of a hung child, for the failure message (empty without gdb).
+std::string Stacks(pid_t pid) {
+  if (access("/usr/bin/gdb", X_OK) != 0) return "";
+  const std::string cmd = absl::StrCat("/usr/bin/gdb -p ", pid,
+                                       " -batch -nx -ex 'thread apply all bt 25' 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return "";
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0 && out.size() < (64u << 10)) out.append(buf, n);
+  pclose(p);
+  return out;
 }
 
 void Record(Child& c, int wstatus) {
@@ -105,17 +125,51 @@ std::string ChildResult::Describe() const {
   return absl::StrCat("rank ", rank, ": ", how, ": ", report.empty() ? "(no report)" : report);
 }
 
-std::vector<ChildResult> RunRanks(int n, const RankFn& fn, absl::Duration deadline) {
-  absl::StatusOr<std::unique_ptr<TcpStoreServer>> server = TcpStoreServer::Start("127.0.0.1", 0);
-  if (!server.ok()) {
-    ADD_FAILURE() << "store server: " << server.status();
-    return {};
+namespace {
+
+// Runs a TcpStoreServer in a child process and returns its pid and port. The server
+// gets a process of its own so that the test process stays single-threaded when it
+// forks the ranks: a fork taken while another thread holds an allocator lock leaves
+// the child deadlocked (glibc's malloc guards against it, ASan's allocator in GCC 12
+// does not).
+bool StartServerProcess(pid_t* pid, int* port) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  const pid_t parent = getpid();
+  *pid = fork();
+  if (*pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(3);
+    close(fds[0]);
+    auto server = TcpStoreServer::Start("127.0.0.1", 0);
+    const int p = server.ok() ? (*server)->port() : -1;
+    if (write(fds[1], &p, sizeof(p)) != sizeof(p)) _exit(4);
+    close(fds[1]);
+    for (;;) pause();  // serves from its thread until the parent kills it
   }
-  const int port = (*server)->port();
+  close(fds[1]);
+  if (*pid < 0) {
+    close(fds[0]);
+    return false;
+  }
+  pollfd pf{fds[0], POLLIN, 0};
+  const bool ready = poll(&pf, 1, 10000) == 1 && read(fds[0], port, sizeof(*port)) == sizeof(*port);
+  close(fds[0]);
+  return ready && *port > 0;
+}
+
+}  // namespace
+
+std::vector<ChildResult> RunRanks(int n, const RankFn& fn, absl::Duration deadline) {
   // Flush before forking, or buffered gtest output would be printed once per child.
   fflush(stdout);
   fflush(stderr);
   ChildSet set;
+  int port = 0;
+  if (!StartServerProcess(&set.server, &port)) {
+    ADD_FAILURE() << "could not start the store server process";
+    return {};
+  }
   const pid_t parent = getpid();
   for (int r = 0; r < n; ++r) {
     int fds[2];
@@ -159,6 +213,7 @@ std::vector<ChildResult> RunRanks(int n, const RankFn& fn, absl::Duration deadli
       for (Child& c : set.children) {
         if (c.reaped) continue;
         c.result.timed_out = true;
+        c.result.report += "\n--- stacks at the deadline ---\n" + Stacks(c.pid);
         kill(c.pid, SIGKILL);
         int wstatus = 0;
         waitpid(c.pid, &wstatus, 0);

@@ -1,5 +1,6 @@
 // Multi-process test harness: runs one function per rank in forked child processes
-// that share a TcpStoreServer running in the parent (the test process).
+// that share a TcpStoreServer, which runs in a process of its own (the test process
+// stays single-threaded while it forks; see multiproc.cc).
 //
 // Every child exits: it reports its absl::Status through a pipe and _exit()s; it dies
 // with the parent (PR_SET_PDEATHSIG); and the parent SIGKILLs whatever is still running
@@ -22,7 +23,7 @@ namespace colossus::comm::testing {
 struct RankEnv {
   int rank = 0;
   int size = 0;
-  std::shared_ptr<Store> store;  // a TcpStore client of the parent's server
+  std::shared_ptr<Store> store;  // a TcpStore client of the shared server
 };
 
 struct ChildResult {

@@ -1,5 +1,6 @@
 // TcpStore failure behaviour: dying clients, garbage on the wire, a server that goes
 // away, and a server that is not there yet.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "net/socket.h"
+#include "store/tcp_store_protocol.h"
 
 namespace colossus::comm {
 namespace {
@@ -46,14 +48,26 @@ TEST(TcpStoreTest, AClientKilledInAWaitCostsOnlyItsConnection) {
   ASSERT_TRUE(server);
   auto survivor = Client(*server);
   ASSERT_TRUE(WaitForConnections(*server, 1));
+  // The child makes no allocation (this process has the server's thread; a fork can
+  // inherit an allocator lock): frames are encoded here, the child only does syscalls.
+  namespace ts = internal::tcp_store;
+  const std::string set_frame = ts::Writer().U8(ts::kSet).Bytes("child/was-here").Bytes("1").Finish();
+  const std::string wait_frame =
+      ts::Writer().U8(ts::kWait).U64(60000).U64(1).Bytes("never").Finish();
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   fflush(stdout);
   const pid_t pid = fork();
   if (pid == 0) {
-    auto c = TcpStore::Connect("127.0.0.1", server->port());
-    if (!c.ok()) _exit(2);
-    (void)(*c)->Set("child/was-here", "1");
-    (void)(*c)->Wait({"never"}, absl::Seconds(60));  // parked until killed
-    _exit(0);
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(2);
+    char reply[64];
+    if (write(fd, set_frame.data(), set_frame.size()) != static_cast<ssize_t>(set_frame.size())) _exit(2);
+    if (read(fd, reply, sizeof(reply)) <= 0) _exit(2);
+    if (write(fd, wait_frame.data(), wait_frame.size()) != static_cast<ssize_t>(wait_frame.size())) _exit(2);
+    for (;;) pause();  // parked in the Wait until killed
   }
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(survivor->Wait({"child/was-here"}, absl::Seconds(10)).ok());

@@ -128,7 +128,8 @@ void TcpStoreServer::Loop::Accept() {
   for (;;) {
     const int fd = accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN, or a transient error: try again on the next event
-    conns_.push_back(Connection{Fd(fd)});
+    conns_.emplace_back();
+    conns_.back().fd.reset(fd);
     num_connections_->fetch_add(1);
   }
 }
