@@ -181,18 +181,31 @@ int RunRank(int rank, const Flags& flags, int port) {
 int main(int argc, char** argv) {
   using namespace colossus::comm;
   const Flags flags = Parse(argc, argv);
-  auto server = TcpStoreServer::Start("127.0.0.1", 0);
-  if (!server.ok()) Die(server.status().ToString());
-  const int port = (*server)->port();
   std::fflush(stdout);
-  std::vector<pid_t> pids;
   const pid_t parent = getpid();
+  // The store server runs in a process of its own, started first: this process stays
+  // single-threaded, so forking the ranks cannot copy a lock some thread was holding.
+  int port_pipe[2];
+  if (pipe(port_pipe) != 0) Die("pipe failed");
+  const pid_t server_pid = fork();
+  if (server_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(3);
+    auto server = TcpStoreServer::Start("127.0.0.1", 0);
+    const int port = server.ok() ? (*server)->port() : -1;
+    if (write(port_pipe[1], &port, sizeof(port)) != sizeof(port)) _exit(4);
+    for (;;) pause();
+  }
+  int port = -1;
+  if (server_pid < 0 || read(port_pipe[0], &port, sizeof(port)) != sizeof(port) || port <= 0) {
+    Die("could not start the store server");
+  }
+  std::vector<pid_t> pids;
   for (int r = 0; r < flags.nproc; ++r) {
     const pid_t pid = fork();
     if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(3);
-      std::fflush(stdout);
       _exit(RunRank(r, flags, port));
     }
     if (pid < 0) Die("fork failed");
@@ -204,6 +217,8 @@ int main(int argc, char** argv) {
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
   }
+  kill(server_pid, SIGKILL);
+  waitpid(server_pid, nullptr, 0);
   if (failures) std::fprintf(stderr, "%d rank(s) failed\n", failures);
   return failures ? 1 : 0;
 }

@@ -1,7 +1,9 @@
 // Communicator behaviour that needs no extra processes: argument checks, sequence
 // numbers, size-1 groups, Abort, rendezvous timeouts, and failure propagation between
 // ranks running as threads of this process (Gloo over loopback, InMemoryStore).
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -188,6 +190,71 @@ TEST(CommunicatorTest, AbortFromAnotherThreadEndsAnOperationInFlight) {
   absl::Status peer = comms[1]->Barrier(o).Wait();
   EXPECT_FALSE(peer.ok());
   EXPECT_LT(absl::Now() - peer_start, absl::Seconds(1)) << peer;
+}
+
+// A store whose reads hang once frozen (its server stopped, not dead).
+class FreezableStore final : public Store {
+ public:
+  absl::Status Set(std::string_view k, std::string_view v) override { return base_.Set(k, v); }
+  absl::StatusOr<std::string> Get(std::string_view k) override {
+    Block();
+    return base_.Get(k);
+  }
+  absl::Status Wait(const std::vector<std::string>& keys, absl::Duration t) override {
+    return base_.Wait(keys, t);
+  }
+  absl::StatusOr<int64_t> Add(std::string_view k, int64_t d) override { return base_.Add(k, d); }
+  absl::StatusOr<CompareSetResult> CompareSet(std::string_view k,
+                                              std::optional<std::string_view> e,
+                                              std::string_view d) override {
+    Block();
+    return base_.CompareSet(k, e, d);
+  }
+  absl::StatusOr<bool> Delete(std::string_view k) override { return base_.Delete(k); }
+
+  void Freeze(bool frozen) {
+    std::lock_guard<std::mutex> lock(mu_);
+    frozen_ = frozen;
+    cv_.notify_all();
+  }
+
+ private:
+  void Block() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !frozen_; });
+  }
+  InMemoryStore base_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool frozen_ = false;
+};
+
+TEST(CommunicatorTest, AHungStoreDelaysAFailureReportOnlyBoundedly) {
+  auto store = std::make_shared<FreezableStore>();
+  std::vector<std::unique_ptr<Communicator>> comms(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      auto c = CreateGlooCommunicator(store, r, 2, FastOptions());
+      ASSERT_TRUE(c.ok()) << c.status();
+      comms[r] = *std::move(c);
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(comms[0] && comms[1]);
+  store->Freeze(true);
+  // Rank 1 never joins: rank 0 times out, and its diagnosis meets a store that hangs.
+  OpOptions o;
+  o.timeout = absl::Milliseconds(300);
+  float v = 1;
+  const absl::Time start = absl::Now();
+  absl::Status s = comms[0]->AllReduce(&v, &v, 1, DataType::kF32, ReduceOp::kSum, o).Wait();
+  const absl::Duration took = absl::Now() - start;
+  store->Freeze(false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("did not answer"));
+  // The timeout, then at most two bounded store exchanges.
+  EXPECT_LT(took, absl::Milliseconds(300) + 2 * absl::Seconds(2) + absl::Seconds(1));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "watchdog/bounded_call.h"
 
 namespace colossus::comm::internal {
 namespace {
@@ -61,12 +62,17 @@ void ArrivalBoard::PublishLoop() {
   }
 }
 
-std::string ArrivalBoard::DescribeMissing(uint64_t seq, const char* op) {
+namespace {
+
+// The failure-path work, as free functions that own what they use: they may outlive
+// the board when the Store does not answer (CallWithin).
+std::string DescribeMissingNow(const std::shared_ptr<Store>& store, int self, int size,
+                               uint64_t seq, const std::string& op) {
   std::vector<std::string> missing;
   int count = 0;
-  for (int r = 0; r < size_; ++r) {
-    if (r == rank_) continue;
-    absl::StatusOr<std::string> v = store_->Get(ArrivedKey(r));
+  for (int r = 0; r < size; ++r) {
+    if (r == self) continue;
+    absl::StatusOr<std::string> v = store->Get(ArrivedKey(r));
     std::string why;
     if (!v.ok()) {
       if (v.status().code() != absl::StatusCode::kNotFound) {
@@ -95,13 +101,12 @@ std::string ArrivalBoard::DescribeMissing(uint64_t seq, const char* op) {
   return out;
 }
 
-std::optional<ArrivalBoard::Failure> ArrivalBoard::RecordFailure(const Failure& failure) {
-  const std::string mine = absl::StrCat(failure.rank, " ", failure.seq, " ",
-                                        static_cast<int>(failure.code), " ", failure.message);
-  absl::StatusOr<CompareSetResult> r = store_->CompareSet(kFailureKey, std::nullopt, mine);
+std::optional<ArrivalBoard::Failure> RecordFailureNow(const std::shared_ptr<Store>& store,
+                                                      const std::string& mine) {
+  absl::StatusOr<CompareSetResult> r = store->CompareSet(kFailureKey, std::nullopt, mine);
   if (!r.ok() || !r->value.has_value()) return std::nullopt;
   std::vector<std::string> parts = absl::StrSplit(*r->value, absl::MaxSplits(' ', 3));
-  Failure f;
+  ArrivalBoard::Failure f;
   int code = 0;
   if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &f.rank) ||
       !absl::SimpleAtoi(parts[1], &f.seq) || !absl::SimpleAtoi(parts[2], &code)) {
@@ -110,6 +115,29 @@ std::optional<ArrivalBoard::Failure> ArrivalBoard::RecordFailure(const Failure& 
   f.code = static_cast<absl::StatusCode>(code);
   f.message = std::move(parts[3]);
   return f;
+}
+
+}  // namespace
+
+std::string ArrivalBoard::DescribeMissing(uint64_t seq, const char* op) {
+  std::optional<std::string> text = CallWithin<std::string>(
+      kDiagnosisTimeout, [store = store_, self = rank_, size = size_, seq, op = std::string(op)] {
+        return DescribeMissingNow(store, self, size, seq, op);
+      });
+  if (!text) {
+    return absl::StrCat("(the arrival board did not answer within ",
+                        absl::FormatDuration(kDiagnosisTimeout), ")");
+  }
+  return *std::move(text);
+}
+
+std::optional<ArrivalBoard::Failure> ArrivalBoard::RecordFailure(const Failure& failure) {
+  std::string mine = absl::StrCat(failure.rank, " ", failure.seq, " ",
+                                  static_cast<int>(failure.code), " ", failure.message);
+  std::optional<std::optional<Failure>> r = CallWithin<std::optional<Failure>>(
+      kDiagnosisTimeout,
+      [store = store_, mine = std::move(mine)] { return RecordFailureNow(store, mine); });
+  return r ? *std::move(r) : std::nullopt;
 }
 
 }  // namespace colossus::comm::internal

@@ -35,6 +35,8 @@ namespace colossus::comm::internal {
 class ArrivalBoard {
  public:
   static constexpr absl::Duration kPublishInterval = absl::Milliseconds(50);
+  // Bound on each failure-path Store exchange (see bounded_call.h).
+  static constexpr absl::Duration kDiagnosisTimeout = absl::Seconds(2);
 
   // store: this group's scope (keys go directly under it).
   ArrivalBoard(std::shared_ptr<Store> store, int rank, int size);
@@ -49,8 +51,9 @@ class ArrivalBoard {
   // Text naming the ranks that had not arrived at `seq` in `op`, e.g.
   //   "ranks that did not arrive at seq 7: 2 (last at seq 6 all_gather), 3 (no
   //   collective yet)"  or  "every rank arrived at seq 7".
-  // Reads each rank's marker with Get (no waiting); a Store failure is reported in the
-  // text rather than hiding the original error.
+  // Reads each rank's marker with Get (no waiting); a Store failure, or no answer
+  // within kDiagnosisTimeout, is reported in the text instead of hiding the original
+  // error or blocking its report.
   std::string DescribeMissing(uint64_t seq, const char* op);
 
   // The group's first failure, recorded once (CompareSet: the first writer wins).
@@ -61,7 +64,8 @@ class ArrivalBoard {
     std::string message;
   };
   // Records `failure` unless one is already there; returns the one on the board
-  // (nullopt if the Store cannot be reached).
+  // (nullopt if the Store cannot be reached or does not answer within
+  // kDiagnosisTimeout).
   std::optional<Failure> RecordFailure(const Failure& failure);
 
  private:
