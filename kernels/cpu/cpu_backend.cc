@@ -103,6 +103,7 @@ class CpuBackend final : public Backend {
   }
 
   DeviceKind kind() const override { return DeviceKind::kCPU; }
+  DType compute_dtype() const override { return DType::kF32; }
 
   std::string Describe() const override {
     // openblas_get_config() reads "OpenBLAS 0.3.21 DYNAMIC_ARCH ...": keep name and version.
@@ -215,6 +216,27 @@ class CpuBackend final : public Backend {
     cpu::LayerNormBackward(dx, dw, db, d, x, w, mean, rstd, N, C);
   }
 
+  // The fused forward is the two reference ops in sequence: the CPU gains nothing from
+  // fusing, and the composition is what the CUDA kernel is checked against.
+  void ResidualLayerNormForward(View residual, View out, float* mean, float* rstd, View a,
+                                View b, View weight, View bias, int64_t N, int C) override {
+    const char* op = "ResidualLayerNormForward";
+    CheckNonNegative(op, "N", N);
+    CheckNonNegative(op, "C", C);
+    const int64_t NC = N * C;
+    float* r = F32(residual, NC, op, "residual");
+    float* o = F32(out, NC, op, "out");
+    const float* x = F32(a, NC, op, "a");
+    const float* y = F32(b, NC, op, "b");
+    const float* w = F32(weight, C, op, "weight");
+    const float* bb = F32(bias, C, op, "bias");
+    Pointer(mean, N, op, "mean");
+    Pointer(rstd, N, op, "rstd");
+    ThreadScope scope(threads_);
+    cpu::Add(r, x, y, NC);
+    cpu::LayerNormForward(o, mean, rstd, r, w, bb, N, C);
+  }
+
   // ---- matmul ---------------------------------------------------------------------------
   void MatmulForward(View out, View inp, View weight, View bias, int64_t N, int C,
                      int OC) override {
@@ -228,6 +250,26 @@ class CpuBackend final : public Backend {
     const float* b = OptionalF32(bias, OC, op, "bias");
     ThreadScope scope(threads_);
     cpu::MatmulForward(o, x, w, b, N, C, OC);
+  }
+  void MatmulGeluForward(View out, View pre_gelu, View inp, View weight, View bias, int64_t N,
+                         int C, int OC) override {
+    const char* op = "MatmulGeluForward";
+    CheckNonNegative(op, "N", N);
+    CheckNonNegative(op, "C", C);
+    CheckNonNegative(op, "OC", OC);
+    float* o = F32(out, N * OC, op, "out");
+    float* pre = F32(pre_gelu, N * OC, op, "pre_gelu");
+    const uintptr_t o_begin = reinterpret_cast<uintptr_t>(o);
+    const uintptr_t pre_begin = reinterpret_cast<uintptr_t>(pre);
+    const uintptr_t bytes = static_cast<uintptr_t>(N * OC) * sizeof(float);
+    CHECK(bytes == 0 || o_begin + bytes <= pre_begin || pre_begin + bytes <= o_begin)
+        << op << ": out and pre_gelu overlap";
+    const float* x = F32(inp, N * C, op, "inp");
+    const float* w = F32(weight, static_cast<int64_t>(OC) * C, op, "weight");
+    const float* b = OptionalF32(bias, OC, op, "bias");
+    ThreadScope scope(threads_);
+    cpu::MatmulForward(pre, x, w, b, N, C, OC);
+    cpu::GeluForward(o, pre, N * OC);
   }
   void MatmulBackward(View dinp, View dweight, View dbias, View dout, View inp, View weight,
                       int64_t N, int C, int OC) override {

@@ -10,9 +10,18 @@
 //     nn.Linear layout): out = inp @ weight^T + bias.
 //   * The fused QKV activation is [B, T, 3, NH, hs]: all query heads, then all keys,
 //     then all values, for each token (the layout of GPT-2's c_attn output).
-//   * Floating-point views take the backend's compute dtype: f32 (or f64 in tests)
-//     on the CPU; f32 or bf16 on CUDA. Statistics saved for backward (LayerNorm
-//     mean/rstd, attention log-sum-exp, per-row losses) are always f32.
+//   * Floating-point dtypes. Activations, weights as the ops read them, and the
+//     gradients of activations take one dtype per op call, the "activation dtype":
+//     compute_dtype() (f32 on the CPU, also f64 in its tests; bf16 on CUDA) or f32,
+//     which CUDA also accepts (the 1e-5 test path). GRADIENTS OF PARAMETERS are
+//     always f32 whatever the activation dtype (dweight, dbias, dwte, dwpe): they
+//     accumulate across micro-batches, which bf16 cannot carry. Statistics saved
+//     for backward (LayerNorm mean/rstd, attention log-sum-exp, per-row losses) are
+//     always f32. The optimizer updates f32 master weights and writes the
+//     activation-dtype copy the ops read (AdamW's param_copy). AdamW, SumSquares,
+//     Cast and Fill take any float dtype per view, as their comments say; on CUDA
+//     Add and Accumulate also take f32 or bf16 per view (e.g. a bf16 gradient added
+//     into an f32 one).
 //   * Gradient semantics: gradients of PARAMETERS always accumulate (+=), so a
 //     training step can accumulate over micro-batches and tied weights can collect
 //     from two uses. Gradients of ACTIVATIONS overwrite (=), except LayerNorm's dinp,
@@ -51,6 +60,10 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual DeviceKind kind() const = 0;
+  // The activation dtype the backend is fastest in (see "Floating-point dtypes"
+  // above): f32 on the CPU, bf16 on CUDA. A model allocates its activations and the
+  // compute copies of its weights in this dtype.
+  virtual DType compute_dtype() const = 0;
   // Human-readable description, e.g. "cpu (2 threads, OpenBLAS 0.3.21)".
   virtual std::string Describe() const = 0;
 
@@ -60,7 +73,9 @@ class Backend {
   virtual absl::StatusOr<void*> Allocate(size_t bytes) = 0;
   virtual void Free(void* ptr) = 0;
   // Synchronous copies between host memory and backend memory (and within the
-  // backend). On the CPU all three are memcpy.
+  // backend). On the CPU all three are memcpy. On CUDA, Copy (device to device) is
+  // enqueued on the backend's stream like an op, which no caller can tell apart from
+  // synchronous, since every later op and CopyToHost run after it.
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void CopyFromHost(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;
@@ -88,10 +103,25 @@ class Backend {
                                  View weight, const float* mean, const float* rstd,
                                  int64_t N, int C) = 0;
 
+  // Residual add fused with the LayerNorm that follows it (one pass over memory
+  // instead of two): residual [N,C] (=) = a + b, rounded to its dtype, then out, mean,
+  // rstd exactly as LayerNormForward(out, mean, rstd, residual, weight, bias, N, C).
+  // residual may alias a or b (the in-place residual stream).
+  virtual void ResidualLayerNormForward(View residual, View out, float* mean, float* rstd,
+                                        View a, View b, View weight, View bias, int64_t N,
+                                        int C) = 0;
+
   // ---- Linear: out = inp @ weight^T + bias ----------------------------------------
   // out [N,OC] (=); inp [N,C]; weight [OC,C]; bias [OC] or absent.
   virtual void MatmulForward(View out, View inp, View weight, View bias, int64_t N, int C,
                              int OC) = 0;
+  // The MLP's first Linear with GELU fused in (on CUDA a cuBLASLt epilogue in bf16):
+  // pre_gelu [N,OC] (=) = inp @ weight^T + bias, kept for GeluBackward; out [N,OC] (=)
+  // = gelu(pre_gelu): MatmulForward followed by GeluForward, up to rounding (an
+  // epilogue applies GELU to the f32 sum before pre_gelu is rounded to bf16). out
+  // and pre_gelu must not overlap.
+  virtual void MatmulGeluForward(View out, View pre_gelu, View inp, View weight, View bias,
+                                 int64_t N, int C, int OC) = 0;
   // dinp [N,C] (=); dweight [OC,C] (+=); dbias [OC] (+=) or absent.
   virtual void MatmulBackward(View dinp, View dweight, View dbias, View dout, View inp,
                               View weight, int64_t N, int C, int OC) = 0;
