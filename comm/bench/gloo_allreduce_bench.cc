@@ -1,15 +1,16 @@
 // gloo_allreduce_bench: our all-reduce over Gloo against Gloo's own allreduce called
 // directly, on N local processes, f32 sum, in place, over a range of sizes.
 //
-//   colossus_gloo_allreduce_bench [--nproc 4] [--min-mib 4] [--max-mib 256]
-//                                 [--rounds 9] [--block-mib 64]
+//   colossus_gloo_allreduce_bench [--nproc 4] [-b 4M] [-e 256M] [--rounds 9] [--block 64M]
+//
+// Sizes double from -b to -e (bytes, with an optional K, M or G suffix, as nccl-tests).
 //
 // Both sides run the same ring algorithm on the same processes, so the figure of merit
 // is the ratio of times: our watchdog (sequence number, arrival marker), argument
 // checks and Status plumbing are the only difference. To keep a noisy, shared machine
 // from favouring either side, each size runs `rounds` rounds, and each round times one
 // block of ours and one block of Gloo's, alternating which goes first; a block is as many
-// iterations as fit in block-mib bytes (at least 2). Every block starts after a barrier,
+// iterations as fit in --block bytes (at least 2). Every block starts after a barrier,
 // and its time is the slowest rank's. Reported: the median over rounds of the
 // per-iteration time, algorithm and bus bandwidth (bus = 2(n-1)/n x bytes / time, as
 // nccl-tests), ours/gloo of the medians, and ours/gloo of the fastest rounds (other load
@@ -44,11 +45,23 @@ namespace {
 
 struct Flags {
   int nproc = 4;
-  size_t min_mib = 4;
-  size_t max_mib = 256;
+  size_t min_bytes = size_t{4} << 20;
+  size_t max_bytes = size_t{256} << 20;
   int rounds = 9;
-  size_t block_mib = 64;
+  size_t block_bytes = size_t{64} << 20;
 };
+
+size_t ParseBytes(const char* text) {
+  char* end = nullptr;
+  size_t v = std::strtoull(text, &end, 10);
+  switch (end && *end ? *end : ' ') {
+    case 'K': case 'k': v <<= 10; break;
+    case 'M': case 'm': v <<= 20; break;
+    case 'G': case 'g': v <<= 30; break;
+    default: break;
+  }
+  return v;
+}
 
 Flags Parse(int argc, char** argv) {
   Flags f;
@@ -56,16 +69,16 @@ Flags Parse(int argc, char** argv) {
     const std::string k = argv[i];
     const long v = std::strtol(argv[i + 1], nullptr, 10);
     if (k == "--nproc") f.nproc = static_cast<int>(v);
-    else if (k == "--min-mib") f.min_mib = static_cast<size_t>(v);
-    else if (k == "--max-mib") f.max_mib = static_cast<size_t>(v);
+    else if (k == "-b") f.min_bytes = ParseBytes(argv[i + 1]);
+    else if (k == "-e") f.max_bytes = ParseBytes(argv[i + 1]);
     else if (k == "--rounds") f.rounds = static_cast<int>(v);
-    else if (k == "--block-mib") f.block_mib = static_cast<size_t>(v);
+    else if (k == "--block") f.block_bytes = ParseBytes(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       std::exit(2);
     }
   }
-  if (f.nproc < 2 || f.min_mib < 1 || f.max_mib < f.min_mib || f.rounds < 1) {
+  if (f.nproc < 2 || f.min_bytes < sizeof(float) || f.max_bytes < f.min_bytes || f.rounds < 1) {
     std::fprintf(stderr, "bad flags\n");
     std::exit(2);
   }
@@ -133,12 +146,12 @@ int RunRank(int rank, const Flags& flags, int port) {
     std::printf("%10s %6s | %10s %8s %8s | %10s %8s %8s | %7s %9s\n", "bytes", "iters",
                 "ours_ms", "algbw", "busbw", "gloo_ms", "algbw", "busbw", "ratio", "ratio_min");
   }
-  for (size_t mib = flags.min_mib; mib <= flags.max_mib; mib *= 2) {
-    const size_t bytes = mib << 20;
-    const size_t count = bytes / sizeof(float);
+  for (size_t size = flags.min_bytes; size <= flags.max_bytes; size *= 2) {
+    const size_t count = size / sizeof(float);
+    const size_t bytes = count * sizeof(float);
     std::vector<float> buf(count);
     for (size_t i = 0; i < count; ++i) buf[i] = static_cast<float>((i * 7 + static_cast<size_t>(rank)) % 13);
-    const int iters = static_cast<int>(std::max<size_t>(2, flags.block_mib / mib));
+    const int iters = static_cast<int>(std::max<size_t>(2, flags.block_bytes / bytes));
     // Warm-up: first touch of the buffers and socket buffers on both paths.
     ours_allreduce(buf.data(), count);
     raw_allreduce(buf.data(), count);
