@@ -5,6 +5,9 @@
 // protocol is length-prefixed frames (src/store/tcp_store_protocol.h). For single-node
 // runs and tests; at scale the coordinator's gRPC store takes its place.
 //
+// No authentication or encryption: bind the server to loopback (the default) or to a
+// network only the job's hosts can reach.
+//
 // Failure behaviour:
 //   - A client that dies (even SIGKILL, mid-request or in a held Wait) costs the server
 //     only that connection; other clients are unaffected.
