@@ -34,10 +34,15 @@ struct BlockActs {
 
 struct GPT::Impl {
   explicit Impl(kernels::Backend* b)
-      : param_plan(b, "parameters"), grad_plan(b, "gradients"), act_plan(b, "activations") {}
-  MemoryPlan param_plan;
-  MemoryPlan grad_plan;
+      : param_plan(b, "parameters"),
+        compute_plan(b, "compute weights"),
+        grad_plan(b, "gradients"),
+        act_plan(b, "activations") {}
+  MemoryPlan param_plan;    // f32 master weights, what the optimizer updates
+  MemoryPlan compute_plan;  // copies in the activation dtype; empty when that is f32
+  MemoryPlan grad_plan;     // f32 always: gradients accumulate across micro-batches
   MemoryPlan act_plan;
+  DType act_dtype = DType::kF32;
 
   // Activation indices into act_plan.
   size_t tokens, targets, encoded, lnf, lnf_mean, lnf_rstd, logits, losses, lse;
@@ -86,8 +91,13 @@ absl::Status GPT::Plan() {
   Impl& m = *impl_;
 
   // Parameters and gradients: same names, shapes and order.
+  // The activation dtype is the backend's: f32 on the CPU, bf16 on CUDA, where the ops
+  // read bf16 copies of the f32 master weights.
+  m.act_dtype = backend_->compute_dtype();
+  const bool copies = m.act_dtype != DType::kF32;
   auto add_param = [&](const std::string& name, std::vector<int64_t> shape) {
     m.param_plan.Add(name, shape, DType::kF32);
+    if (copies) m.compute_plan.Add(name, shape, m.act_dtype);
     m.grad_plan.Add(name, std::move(shape), DType::kF32);
   };
   add_param("wte", {Vp, C});
@@ -103,47 +113,50 @@ absl::Status GPT::Plan() {
   add_param("ln_f.bias", {C});
 
   // Activations for the largest batch; smaller batches use a prefix of each buffer.
-  auto act = [&](const std::string& name, std::vector<int64_t> shape,
-                 DType dt = DType::kF32) { return m.act_plan.Add(name, std::move(shape), dt); };
+  const DType A = m.act_dtype, F32 = DType::kF32;
+  auto act = [&](const std::string& name, std::vector<int64_t> shape, DType dt) {
+    return m.act_plan.Add(name, std::move(shape), dt);
+  };
   m.tokens = act("tokens", {B, T}, DType::kI32);
   m.targets = act("targets", {B, T}, DType::kI32);
-  m.encoded = act("encoded", {B, T, C});
+  m.encoded = act("encoded", {B, T, C}, A);
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = absl::StrCat("h.", l, ".");
     BlockActs a;
-    a.ln1 = act(p + "ln1", {B, T, C});
-    a.ln1_mean = act(p + "ln1_mean", {B, T});
-    a.ln1_rstd = act(p + "ln1_rstd", {B, T});
-    a.qkv = act(p + "qkv", {B, T, 3 * C});
-    a.atty = act(p + "atty", {B, T, C});
-    a.att_lse = act(p + "att_lse", {B, NH, T});
-    a.attproj = act(p + "attproj", {B, T, C});
-    a.res2 = act(p + "res2", {B, T, C});
-    a.ln2 = act(p + "ln2", {B, T, C});
-    a.ln2_mean = act(p + "ln2_mean", {B, T});
-    a.ln2_rstd = act(p + "ln2_rstd", {B, T});
-    a.fch = act(p + "fch", {B, T, 4 * C});
-    a.fch_gelu = act(p + "fch_gelu", {B, T, 4 * C});
-    a.fcproj = act(p + "fcproj", {B, T, C});
-    a.res3 = act(p + "res3", {B, T, C});
+    a.ln1 = act(p + "ln1", {B, T, C}, A);
+    a.ln1_mean = act(p + "ln1_mean", {B, T}, F32);
+    a.ln1_rstd = act(p + "ln1_rstd", {B, T}, F32);
+    a.qkv = act(p + "qkv", {B, T, 3 * C}, A);
+    a.atty = act(p + "atty", {B, T, C}, A);
+    a.att_lse = act(p + "att_lse", {B, NH, T}, F32);
+    a.attproj = act(p + "attproj", {B, T, C}, A);
+    a.res2 = act(p + "res2", {B, T, C}, A);
+    a.ln2 = act(p + "ln2", {B, T, C}, A);
+    a.ln2_mean = act(p + "ln2_mean", {B, T}, F32);
+    a.ln2_rstd = act(p + "ln2_rstd", {B, T}, F32);
+    a.fch = act(p + "fch", {B, T, 4 * C}, A);
+    a.fch_gelu = act(p + "fch_gelu", {B, T, 4 * C}, A);
+    a.fcproj = act(p + "fcproj", {B, T, C}, A);
+    a.res3 = act(p + "res3", {B, T, C}, A);
     m.blocks.push_back(a);
   }
-  m.lnf = act("lnf", {B, T, C});
-  m.lnf_mean = act("lnf_mean", {B, T});
-  m.lnf_rstd = act("lnf_rstd", {B, T});
-  m.logits = act("logits", {B, T, Vp});
-  m.losses = act("losses", {B, T});
-  m.lse = act("lse", {B, T});
-  m.dresidual = act("d.residual", {B, T, C});
-  m.dbtc = act("d.btc", {B, T, C});
-  m.dqkv = act("d.qkv", {B, T, 3 * C});
-  m.dfch_gelu = act("d.fch_gelu", {B, T, 4 * C});
-  m.dfch = act("d.fch", {B, T, 4 * C});
+  m.lnf = act("lnf", {B, T, C}, A);
+  m.lnf_mean = act("lnf_mean", {B, T}, F32);
+  m.lnf_rstd = act("lnf_rstd", {B, T}, F32);
+  m.logits = act("logits", {B, T, Vp}, A);
+  m.losses = act("losses", {B, T}, F32);
+  m.lse = act("lse", {B, T}, F32);
+  m.dresidual = act("d.residual", {B, T, C}, A);
+  m.dbtc = act("d.btc", {B, T, C}, A);
+  m.dqkv = act("d.qkv", {B, T, 3 * C}, A);
+  m.dfch_gelu = act("d.fch_gelu", {B, T, 4 * C}, A);
+  m.dfch = act("d.fch", {B, T, 4 * C}, A);
 
-  for (MemoryPlan* plan : {&m.param_plan, &m.grad_plan, &m.act_plan}) {
+  for (MemoryPlan* plan : {&m.param_plan, &m.compute_plan, &m.grad_plan, &m.act_plan}) {
     if (absl::Status s = plan->Allocate(); !s.ok()) return s;
   }
   params_ = m.param_plan.tensors();
+  compute_params_ = copies ? m.compute_plan.tensors() : params_;
   grads_ = m.grad_plan.tensors();
   num_params_ = 0;
   for (const Tensor& t : params_) num_params_ += t.numel();
@@ -198,6 +211,14 @@ void GPT::InitWeights(uint64_t seed) {
     }  // biases stay zero
     backend_->CopyFromHost(t.data, host.data(), t.bytes());
   }
+  SyncComputeWeights();
+}
+
+void GPT::SyncComputeWeights() {
+  if (compute_params_.empty() || compute_params_[0].data == params_[0].data) return;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    backend_->Cast(compute_params_[i].view(), params_[i].view(), params_[i].numel());
+  }
 }
 
 absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets, int B,
@@ -236,34 +257,43 @@ absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets
   const Tensor& tok = m.act_plan[m.tokens];
   backend_->CopyFromHost(tok.data, tokens, N * sizeof(int32_t));
   const int32_t* dtokens = tok.as<int32_t>();
-  const Tensor* P = params_.data();
+  // The ops read the compute copies (the master weights themselves on f32 backends).
+  const Tensor* P = compute_params_.data();
+  const size_t lnf_index = 2 + static_cast<size_t>(L) * kNumBlockParams;
 
   backend_->EmbeddingForward(m.act(m.encoded), dtokens, P[0].view(), P[1].view(), B, T, C);
+  // Block l's first LayerNorm is fused into the residual add that ends block l-1 (the
+  // last block's feeds ln_f), so only block 0 runs a plain LayerNorm.
+  backend_->LayerNormForward(m.act(m.blocks[0].ln1), m.actf(m.blocks[0].ln1_mean),
+                             m.actf(m.blocks[0].ln1_rstd), m.act(m.encoded),
+                             P[2 + kLn1W].view(), P[2 + kLn1B].view(), N, C);
   View residual = m.act(m.encoded);
   for (int l = 0; l < L; ++l) {
     const Tensor* w = P + 2 + static_cast<size_t>(l) * kNumBlockParams;
     const BlockActs& a = m.blocks[l];
-    backend_->LayerNormForward(m.act(a.ln1), m.actf(a.ln1_mean), m.actf(a.ln1_rstd), residual,
-                               w[kLn1W].view(), w[kLn1B].view(), N, C);
     backend_->MatmulForward(m.act(a.qkv), m.act(a.ln1), w[kQkvW].view(), w[kQkvB].view(), N, C,
                             3 * C);
     backend_->AttentionForward(m.act(a.atty), m.actf(a.att_lse), m.act(a.qkv), B, T, C, NH);
     backend_->MatmulForward(m.act(a.attproj), m.act(a.atty), w[kProjW].view(), w[kProjB].view(),
                             N, C, C);
-    backend_->Add(m.act(a.res2), residual, m.act(a.attproj), N * C);
-    backend_->LayerNormForward(m.act(a.ln2), m.actf(a.ln2_mean), m.actf(a.ln2_rstd),
-                               m.act(a.res2), w[kLn2W].view(), w[kLn2B].view(), N, C);
-    backend_->MatmulForward(m.act(a.fch), m.act(a.ln2), w[kFcW].view(), w[kFcB].view(), N, C,
-                            4 * C);
-    backend_->GeluForward(m.act(a.fch_gelu), m.act(a.fch), N * 4 * C);
+    backend_->ResidualLayerNormForward(m.act(a.res2), m.act(a.ln2), m.actf(a.ln2_mean),
+                                       m.actf(a.ln2_rstd), residual, m.act(a.attproj),
+                                       w[kLn2W].view(), w[kLn2B].view(), N, C);
+    backend_->MatmulGeluForward(m.act(a.fch_gelu), m.act(a.fch), m.act(a.ln2), w[kFcW].view(),
+                                w[kFcB].view(), N, C, 4 * C);
     backend_->MatmulForward(m.act(a.fcproj), m.act(a.fch_gelu), w[kFcProjW].view(),
                             w[kFcProjB].view(), N, 4 * C, C);
-    backend_->Add(m.act(a.res3), m.act(a.res2), m.act(a.fcproj), N * C);
+    // The next LayerNorm: block l+1's ln_1, or ln_f after the last block.
+    const bool last = l == L - 1;
+    const Tensor* next_w = last ? P + lnf_index : P + 2 + (l + 1) * kNumBlockParams + kLn1W;
+    const BlockActs* next = last ? nullptr : &m.blocks[l + 1];
+    backend_->ResidualLayerNormForward(
+        m.act(a.res3), last ? m.act(m.lnf) : m.act(next->ln1),
+        last ? m.actf(m.lnf_mean) : m.actf(next->ln1_mean),
+        last ? m.actf(m.lnf_rstd) : m.actf(next->ln1_rstd), m.act(a.res2), m.act(a.fcproj),
+        next_w[0].view(), next_w[1].view(), N, C);
     residual = m.act(a.res3);
   }
-  const Tensor* lnf_w = P + 2 + static_cast<size_t>(L) * kNumBlockParams;
-  backend_->LayerNormForward(m.act(m.lnf), m.actf(m.lnf_mean), m.actf(m.lnf_rstd), residual,
-                             lnf_w[0].view(), lnf_w[1].view(), N, C);
   // The output projection is the token embedding itself (tied weights), no bias.
   backend_->MatmulForward(m.act(m.logits), m.act(m.lnf), P[0].view(), View(), N, C, Vp);
   if (targets == nullptr) {
@@ -288,7 +318,7 @@ void GPT::Backward(float loss_scale) {
   const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
   const int NH = config_.n_head, L = config_.n_layer;
   const int64_t N = static_cast<int64_t>(B) * T;
-  const Tensor* P = params_.data();
+  const Tensor* P = compute_params_.data();
   const Tensor* G = grads_.data();
 
   // d(loss_scale * mean loss)/d(row loss) is the same for every counted row.
@@ -351,15 +381,25 @@ Tensor GPT::logits() const {
 
 std::vector<float> GPT::LogitsAt(int b, int t) const {
   CHECK(b >= 0 && b < impl_->B && t >= 0 && t < impl_->T) << "LogitsAt(" << b << ", " << t << ")";
-  std::vector<float> out(config_.vocab_size);
+  const Tensor& logits = impl_->act_plan[impl_->logits];
+  const size_t elem = kernels::DTypeSize(logits.dtype);
   const int64_t row = static_cast<int64_t>(b) * impl_->T + t;
-  const float* src = impl_->actf(impl_->logits) + row * config_.PaddedVocab();
-  backend_->CopyToHost(out.data(), src, out.size() * sizeof(float));
+  const char* src = static_cast<const char*>(logits.data) + row * config_.PaddedVocab() * elem;
+  std::vector<float> out(config_.vocab_size);
+  if (logits.dtype == DType::kF32) {
+    backend_->CopyToHost(out.data(), src, out.size() * sizeof(float));
+  } else {
+    CHECK(logits.dtype == DType::kBF16) << "LogitsAt: logits in " << kernels::DTypeName(logits.dtype);
+    std::vector<uint16_t> raw(out.size());
+    backend_->CopyToHost(raw.data(), src, raw.size() * sizeof(uint16_t));
+    for (size_t i = 0; i < raw.size(); ++i) out[i] = kernels::Bf16ToFloat(raw[i]);
+  }
   return out;
 }
 
 std::vector<std::pair<std::string, size_t>> GPT::MemoryUsage() const {
   return {{"parameters", impl_->param_plan.bytes()},
+          {"compute weights", impl_->compute_plan.bytes()},
           {"gradients", impl_->grad_plan.bytes()},
           {"activations", impl_->act_plan.bytes()}};
 }

@@ -87,11 +87,15 @@ StepStats AdamW::Step(int64_t step) {
   float* m = first_moment().as<float>();
   float* v = second_moment().as<float>();
   const auto& params = model_->params();
+  const auto& copies = model_->compute_params();
   const auto& grads = model_->grads();
   for (size_t i = 0; i < params.size(); ++i) {
     const int64_t offset = (static_cast<const char*>(params[i].data) - param_base) / 4;
     p.weight_decay = DecaysWeight(params[i]) ? config_.weight_decay : 0.0f;
-    be->AdamW(params[i].view(), grads[i].view(), m + offset, v + offset, kernels::View(),
+    // The update also refreshes the compute copy when the ops read one (bf16 on CUDA).
+    const kernels::View copy =
+        copies[i].data != params[i].data ? copies[i].view() : kernels::View();
+    be->AdamW(params[i].view(), grads[i].view(), m + offset, v + offset, copy,
               params[i].numel(), p);
   }
   return stats;

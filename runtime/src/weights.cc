@@ -148,6 +148,7 @@ absl::Status LoadWeights(GPT* model, const std::string& path) {
     const Tensor& p = model->params()[i];
     model->backend()->CopyFromHost(p.data, sources[i]->data, sources[i]->bytes);
   }
+  model->SyncComputeWeights();
   return absl::OkStatus();
 }
 

@@ -13,7 +13,9 @@
 //   h.{l}.mlp.proj.weight [C, 4C]    .bias [C]
 //   ln_f.weight/.bias [C]
 // All parameters live in one contiguous buffer in this order (likewise gradients),
-// so optimizers and communicators can treat them as one flat vector.
+// so optimizers and communicators can treat them as one flat vector. Master weights
+// and gradients are f32 on every backend; activations and the weights the ops read
+// are in the backend's compute dtype (kernels::Backend::compute_dtype()).
 //
 // Thread safety: none; a model is driven by one thread.
 #pragma once
@@ -47,10 +49,16 @@ class GPT {
   int max_batch() const { return max_batch_; }
   int max_seq() const { return max_seq_; }
 
-  // Parameters and their gradients, in layout order; params()[i] and grads()[i]
-  // have the same name and shape.
+  // Parameters (the f32 master weights) and their gradients (f32), in layout order;
+  // params()[i] and grads()[i] have the same name and shape.
   const std::vector<Tensor>& params() const { return params_; }
   const std::vector<Tensor>& grads() const { return grads_; }
+  // The weights as the ops read them, in the backend's compute dtype (bf16 copies of
+  // the master weights on CUDA; the master weights themselves on f32 backends).
+  const std::vector<Tensor>& compute_params() const { return compute_params_; }
+  // Refreshes compute_params() from params(); call after writing the master weights
+  // directly (a checkpoint load). InitWeights and the optimizer keep them in step.
+  void SyncComputeWeights();
   // The whole parameter (gradient) buffer as one flat f32 view.
   kernels::View flat_params() const;
   kernels::View flat_grads() const;
@@ -97,6 +105,7 @@ class GPT {
   int max_seq_;
   int64_t num_params_ = 0;
   std::vector<Tensor> params_;
+  std::vector<Tensor> compute_params_;
   std::vector<Tensor> grads_;
   std::unique_ptr<Impl> impl_;
 };
