@@ -118,7 +118,18 @@ class ModelVsTorch {
     std::string tmpl = (fs::temp_directory_path() / "colossus_torch_ref_XXXXXX").string();
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
+    RunInDir(seed);
+    // Kept after any failure (including a fatal one inside RunInDir) for a rerun.
+    if (::testing::Test::HasFailure()) {
+      std::cout << "kept the exchange directory " << dir_ << " (rerun: " << TorchCommand()
+                << ")\n";
+    } else {
+      fs::remove_all(dir_);
+    }
+  }
 
+ private:
+  void RunInDir(uint64_t seed) {
     backend_ = kernels::MakeCpuBackend(2);
     absl::StatusOr<std::unique_ptr<GPT>> model = GPT::Create(config_, backend_.get(), B_, T_);
     ASSERT_TRUE(model.ok()) << model.status();
@@ -134,17 +145,10 @@ class ModelVsTorch {
     ASSERT_TRUE(out.ok()) << out.status();
     out_ = std::move(*out);
 
-    CompareForwardBackward();
+    ASSERT_NO_FATAL_FAILURE(CompareForwardBackward());
     CompareOptimizerSteps();
-    if (::testing::Test::HasFailure()) {
-      std::cout << "kept the exchange directory " << dir_ << " (rerun: " << TorchCommand()
-                << ")\n";
-    } else {
-      fs::remove_all(dir_);
-    }
   }
 
- private:
   std::string File(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
   OptimizerConfig Opt() const {
@@ -285,6 +289,15 @@ class ModelVsTorch {
         << " of the tensor's largest magnitude " << d.scale;
   }
 
+  std::vector<float> Theirs(const std::string& name) const {
+    const SafetensorsEntry* ref = out_.Find(name);
+    EXPECT_NE(ref, nullptr) << "out.safetensors has no '" << name << "'";
+    if (ref == nullptr) return {};
+    std::vector<float> v(static_cast<size_t>(ref->numel()));
+    std::memcpy(v.data(), ref->data, std::min(ref->bytes, v.size() * sizeof(float)));
+    return v;
+  }
+
   std::vector<float> ToHost(const Tensor& t) const {
     std::vector<float> host(static_cast<size_t>(t.numel()));
     backend_->CopyToHost(host.data(), t.data, t.bytes());
@@ -304,11 +317,19 @@ class ModelVsTorch {
 
     model_->ZeroGrad();
     model_->Backward(1.0f);
-    for (const Tensor& g : model_->grads()) {
-      std::string name = g.name;
-      // grads() share the parameters' names (model.h); tolerate a "grad." prefix too.
-      if (name.rfind("grad.", 0) != 0) name = "grad." + name;
-      Expect("grad", name, ToHost(g));
+    for (size_t i = 0; i < model_->grads().size(); ++i) {
+      const std::string& param = model_->params()[i].name;
+      const std::vector<float> ours = ToHost(model_->grads()[i]);
+      Expect("grad", "grad." + param, ours);
+      // Elements whose gradient the two sides agree on to 1e-4: the others are sums
+      // that cancel to rounding noise (the key bias, exactly; a few others by chance).
+      const std::vector<float> theirs = Theirs("grad." + param);
+      ASSERT_EQ(theirs.size(), ours.size()) << param;
+      std::vector<bool>& ok = well_conditioned_[param];
+      ok.resize(ours.size());
+      for (size_t k = 0; k < ours.size(); ++k) {
+        ok[k] = std::abs(double{ours[k]} - theirs[k]) <= 1e-4 * std::abs(double{theirs[k]});
+      }
     }
   }
 
@@ -338,26 +359,44 @@ class ModelVsTorch {
     for (float n : norms) std::cout << " " << n;
     std::cout << "\n";
 
-    // The final weights after ten updates. One slice is left out: the key bias
-    // (rows C..2C of each attn.qkv.bias) has an exactly zero gradient in exact
-    // arithmetic (softmax is shift-invariant per query), so both sides see rounding
-    // noise of ~1e-10 there, which Adam normalises into +-lr steps of arbitrary sign.
-    // It cannot change any output.
+    // The final weights after ten updates, over the elements whose gradient is
+    // well-conditioned. Adam divides by the gradient's own magnitude, so an element
+    // whose gradient cancels to rounding noise takes an update set by that noise
+    // (PyTorch in float32 and in float64 disagree there as much as we do). Two kinds:
+    //  * the key third of each attn.qkv.bias, whose gradient is zero in exact
+    //    arithmetic (softmax is shift-invariant per query): left out always, since
+    //    both sides may round the first step's alike and diverge later;
+    //  * elements whose first gradient the two sides do not reproduce to 1e-4 (a sum
+    //    that cancels by chance): a few in a thousand.
+    // Their effect on the model shows in the losses above.
     const int C = config_.n_embd;
+    int64_t left_out = 0, total = 0;
     for (const Tensor& p : model_->params()) {
       std::vector<float> ours = ToHost(p);
       const std::string name = "final." + p.name;
+      const std::vector<float> theirs = Theirs(name);
+      ASSERT_EQ(theirs.size(), ours.size()) << name;
+      std::vector<bool> ok = well_conditioned_.at(p.name);
       if (p.name.find("attn.qkv.bias") != std::string::npos) {
-        const SafetensorsEntry* ref = out_.Find(name);
-        ASSERT_NE(ref, nullptr) << name;
-        ASSERT_EQ(ref->bytes, ours.size() * sizeof(float)) << name;
-        std::vector<float> theirs(ours.size());
-        std::memcpy(theirs.data(), ref->data, ref->bytes);
-        // Make the key slice agree by construction, then compare the rest.
-        std::copy(theirs.begin() + C, theirs.begin() + 2 * C, ours.begin() + C);
+        std::fill(ok.begin() + C, ok.begin() + 2 * C, false);
       }
-      Expect("final weights", name, ours);
+      for (size_t k = 0; k < ours.size(); ++k) {
+        if (!ok[k]) {
+          ours[k] = theirs[k];
+          ++left_out;
+        }
+      }
+      total += static_cast<int64_t>(ours.size());
+      // 2e-4: ten steps of a chaotic map from float32 gradients; across 160 seeded
+      // runs the worst tensor was at 3.2e-5, while a weight-decay group mistake (decay
+      // on gains and biases, or none on wte) shows at ~6e-4.
+      Expect("final weights", name, ours, 2e-4, kMaxAbsTolOfScale);
     }
+    std::cout << "  final weights: " << left_out << " of " << total
+              << " elements left out (gradient not reproducible to 1e-4)\n";
+    // A bug that breaks gradients shows above; this guards the filter itself.
+    EXPECT_LE(left_out, total / 50) << "too many noise-dominated gradients to trust the "
+                                        "final-weights comparison";
   }
 
   static constexpr int kSteps = 10;
@@ -370,6 +409,7 @@ class ModelVsTorch {
   std::vector<int32_t> tokens_, targets_;
   SafetensorsFile out_;
   std::map<std::string, double> worst_;
+  std::map<std::string, std::vector<bool>> well_conditioned_;  // param -> element mask
 
  public:
   const std::map<std::string, double>& worst() const { return worst_; }
