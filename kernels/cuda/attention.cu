@@ -1,9 +1,11 @@
 // Argument checks and the choice between the flash kernels and the reference kernels
 // (see attention.h for the contract).
+#include "cuda/attention.h"
+
 #include <cstdint>
 #include <initializer_list>
 
-#include "cuda/attention.h"
+#include "colossus/check.h"
 #include "cuda/attention_internal.cuh"
 
 namespace colossus::kernels::cuda {

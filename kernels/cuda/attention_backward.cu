@@ -1,7 +1,9 @@
 // Launcher of the flash backward kernels (attention_backward_kernels.cuh).
 #include <algorithm>
 
+#include "colossus/check.h"
 #include "cuda/attention_backward_kernels.cuh"
+#include "cuda/check.h"
 
 namespace colossus::kernels::cuda::attn {
 
@@ -14,18 +16,18 @@ void LaunchFlashBackward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf
   const int64_t rows = static_cast<int64_t>(B) * T;  // tokens
   const float scale = SoftmaxScale(D);
 
-  COLOSSUS_ATTN_CUDA_CHECK(
+  COLOSSUS_CUDA_CHECK(
       cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(rows * C) * sizeof(float), s));
   {
     constexpr int kThreads = 256;  // 8 rows per block
     const int64_t n = rows * NH;
     const int64_t blocks = (n + kThreads / 32 - 1) / (kThreads / 32);
     DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(delta, dout, out, n, T, NH, D);
-    COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+    COLOSSUS_CUDA_CHECK_LAUNCH();
   }
 
   const auto kernel = FlashBackwardKernel<D>;
-  COLOSSUS_ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  COLOSSUS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(Cfg::kSmemBytes)));
   const int n_kv = (T + Cfg::kBc - 1) / Cfg::kBc;
   CHECK(static_cast<int64_t>(B) * NH <= 0x7fffffff && n_kv <= 65535)
@@ -34,7 +36,7 @@ void LaunchFlashBackward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf
   const dim3 grid(B * NH, n_kv);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, s>>>(dqkv, dq_accum, dout, qkv, lse, delta, T, NH,
                                                       scale * kLog2e, scale);
-  COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+  COLOSSUS_CUDA_CHECK_LAUNCH();
 
   {
     constexpr int kThreads = 256;
@@ -42,7 +44,7 @@ void LaunchFlashBackward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf
     const int64_t blocks = std::min<int64_t>((pairs + kThreads - 1) / kThreads, 65535LL * 16);
     DqConvertKernel<<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(dqkv, dq_accum, rows,
                                                                        static_cast<int>(C), scale);
-    COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+    COLOSSUS_CUDA_CHECK_LAUNCH();
   }
 }
 

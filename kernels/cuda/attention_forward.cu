@@ -1,5 +1,7 @@
 // Launcher of the flash forward kernel (attention_forward_kernel.cuh).
+#include "colossus/check.h"
 #include "cuda/attention_forward_kernel.cuh"
+#include "cuda/check.h"
 
 namespace colossus::kernels::cuda::attn {
 
@@ -9,7 +11,7 @@ void LaunchFlashForward(bf16* out, float* lse, const bf16* qkv, int B, int T, in
   using Cfg = FwdTile<D>;
   const auto kernel = FlashForwardKernel<D>;
   // Above 48 KB a block's dynamic shared memory must be opted into, per kernel.
-  COLOSSUS_ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  COLOSSUS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(Cfg::kSmemBytes)));
   const int n_q = (T + Cfg::kBr - 1) / Cfg::kBr;
   CHECK(static_cast<int64_t>(B) * NH <= 0x7fffffff && n_q <= 65535)
@@ -18,7 +20,7 @@ void LaunchFlashForward(bf16* out, float* lse, const bf16* qkv, int B, int T, in
   const dim3 grid(B * NH, n_q);
   const float scale_log2 = SoftmaxScale(D) * kLog2e;
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, s>>>(out, lse, qkv, T, NH, scale_log2);
-  COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+  COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 
 template void LaunchFlashForward<64>(bf16*, float*, const bf16*, int, int, int, cudaStream_t);

@@ -18,18 +18,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "colossus/check.h"
-
-// Aborts with the call's text, file and line when a CUDA runtime call (or, through
-// cudaGetLastError, a kernel launch) fails. Local to attention until the CUDA backend's
-// kernels/cuda/check.h exists; then this should become that macro.
-#define COLOSSUS_ATTN_CUDA_CHECK(call)                              \
-  do {                                                              \
-    const cudaError_t colossus_attn_err_ = (call);                  \
-    CHECK(colossus_attn_err_ == cudaSuccess)                        \
-        << #call << ": " << cudaGetErrorString(colossus_attn_err_); \
-  } while (0)
-
 namespace colossus::kernels::cuda::attn {
 
 using bf16 = __nv_bfloat16;

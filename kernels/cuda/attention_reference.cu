@@ -1,7 +1,9 @@
 // Launchers of the reference attention kernels (attention_reference_kernels.cuh).
 #include <cmath>
 
+#include "colossus/check.h"
 #include "cuda/attention_reference_kernels.cuh"
+#include "cuda/check.h"
 
 namespace colossus::kernels::cuda::attn {
 namespace {
@@ -21,7 +23,7 @@ void LaunchReferenceForward(E* out, float* lse, const E* qkv, int B, int T, int 
   ReferenceForwardKernel<E>
       <<<static_cast<unsigned>(Blocks(B, T, NH)), 32 * kRefWarpsPerBlock, 0, s>>>(
           out, lse, qkv, B, T, NH, hs, SoftmaxScale(hs));
-  COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+  COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 
 template <typename E>
@@ -30,10 +32,10 @@ void LaunchReferenceBackward(E* dqkv, const E* dout, const E* qkv, const E* out,
   const unsigned blocks = static_cast<unsigned>(Blocks(B, T, NH));
   ReferenceBackwardQueryKernel<E><<<blocks, 32 * kRefWarpsPerBlock, 0, s>>>(
       dqkv, delta, dout, qkv, out, lse, B, T, NH, hs, SoftmaxScale(hs));
-  COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+  COLOSSUS_CUDA_CHECK_LAUNCH();
   ReferenceBackwardKeyKernel<E><<<blocks, 32 * kRefWarpsPerBlock, 0, s>>>(
       dqkv, delta, dout, qkv, lse, B, T, NH, hs, SoftmaxScale(hs));
-  COLOSSUS_ATTN_CUDA_CHECK(cudaGetLastError());
+  COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 
 #define COLOSSUS_INSTANTIATE(E)                                                                    \

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "colossus/kernels/cuda_backend.h"
 #include "colossus/kernels/cuda_device.h"
 
 namespace colossus {
@@ -38,17 +39,20 @@ absl::StatusOr<BackendChoice> CreateBackend(const std::string& device, int cpu_t
     return absl::InvalidArgumentError(absl::StrFormat(
         "device '%s': this machine has %d GPU(s)", device, probe.devices.size()));
   }
-  // The CUDA kernels are a separate piece of work (the CUDA backend issue); until they
-  // land, a GPU host trains on its CPU under "auto" and refuses an explicit "cuda".
-  if (want_cuda) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "device %s: found %s, but this build has no CUDA kernel backend yet; use --device cpu",
-        device, probe.devices[index].name));
+  const int chosen = want_cuda ? index : 0;
+  auto cuda = kernels::MakeCudaBackend(chosen);
+  if (!cuda.ok()) {
+    // A GPU that is listed but cannot be used (out of memory, a driver fault) is an
+    // error when asked for by name; "auto" says why and falls back to the CPU.
+    if (want_cuda) return cuda.status();
+    choice.backend = kernels::MakeCpuBackend(cpu_threads);
+    choice.why = absl::StrFormat("device cpu (auto: %s unusable: %s)", probe.devices[0].name,
+                                 cuda.status().message());
+    return choice;
   }
-  choice.backend = kernels::MakeCpuBackend(cpu_threads);
-  choice.why = absl::StrFormat(
-      "device cpu (auto: %s present, but this build has no CUDA kernel backend yet)",
-      probe.devices[0].name);
+  choice.backend = std::move(*cuda);
+  choice.why = absl::StrFormat("device cuda:%d %s (%s)", chosen, probe.devices[chosen].name,
+                               want_cuda ? "asked for" : "auto: a GPU is present");
   return choice;
 }
 
