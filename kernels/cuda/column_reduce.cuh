@@ -122,14 +122,14 @@ void LaunchColumnSums(const LaunchContext& ctx, float* const (&outs)[kOut],
   const size_t partial_floats = static_cast<size_t>(plan.chunks) * kOut * C;
   float* partial =
       static_cast<float*>(ctx.scratch->Get(partial_floats * sizeof(float), ctx.stream));
-  ColumnPartialSumsKernel<kVec, kOut, Contribution>
-      <<<dim3(plan.slabs, plan.chunks), kColumnWarps * 32, 0, ctx.stream>>>(
-          partial, contrib, N, C, plan.rows_per_chunk);
+  auto partial_kernel = ColumnPartialSumsKernel<kVec, kOut, Contribution>;
+  COLOSSUS_LAUNCH(partial_kernel, dim3(plan.slabs, plan.chunks), kColumnWarps * 32, ctx.stream,
+                  partial, contrib, N, C, plan.rows_per_chunk);
   COLOSSUS_CUDA_CHECK_LAUNCH();
   for (int k = 0; k < kOut; ++k) {
-    AddPartialsKernel<<<BlocksFor(C, 256, 1024), 256, 0, ctx.stream>>>(
-        outs[k], partial + static_cast<int64_t>(k) * C, plan.chunks,
-        static_cast<int64_t>(kOut) * C, C);
+    COLOSSUS_LAUNCH(AddPartialsKernel, BlocksFor(C, 256, 1024), 256, ctx.stream, outs[k],
+                    partial + static_cast<int64_t>(k) * C, plan.chunks,
+                    static_cast<int64_t>(kOut) * C, C);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   }
 }

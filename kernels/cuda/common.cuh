@@ -22,6 +22,17 @@
 #include "colossus/check.h"
 #include "colossus/kernels/dtype.h"
 
+// COLOSSUS_LAUNCH(kernel, grid, block, stream, args...): kernel<<<grid, block, 0, stream>>>
+// (args...), or, in the CPU emulation the kernel tests run without a GPU (emulate.h),
+// the same kernel on host threads. `kernel` must be one token (a function or a local
+// function pointer): a template-id's commas would split the macro's arguments.
+#if defined(COLOSSUS_CUDA_EMULATE)
+#include "cuda/emulate.h"
+#else
+#define COLOSSUS_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
+
 namespace colossus::kernels::cuda {
 
 // ---- conversions ---------------------------------------------------------------------

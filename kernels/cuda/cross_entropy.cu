@@ -27,7 +27,7 @@
 namespace colossus::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kCrossEntropyThreads = 256;
 
 // Merges the softmax state (om, os) into (m, s). An empty state has m = -inf, s = 0;
 // merging two empty states leaves it empty (no exp(-inf - -inf) = NaN). A NaN logit
@@ -47,18 +47,18 @@ __device__ __forceinline__ void Merge(float& m, float& s, float om, float os) {
 }
 
 template <typename T, int kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kCrossEntropyThreads)
     CrossEntropyForwardKernel(float* __restrict__ losses, float* __restrict__ lse,
                               const T* __restrict__ logits, const int32_t* __restrict__ targets,
                               int V, int Vp) {
-  __shared__ float shared_m[kThreads / 32];
-  __shared__ float shared_s[kThreads / 32];
+  __shared__ float shared_m[kCrossEntropyThreads / 32];
+  __shared__ float shared_s[kCrossEntropyThreads / 32];
   const int64_t row = blockIdx.x;
   const T* x = logits + row * Vp;
 
   float m = -INFINITY, s = 0.0f;
   const int groups = V / kVec;
-  for (int g = threadIdx.x; g < groups; g += kThreads) {
+  for (int g = threadIdx.x; g < groups; g += kCrossEntropyThreads) {
     float v[kVec];
     LoadVec<kVec>(x + g * kVec, v);
     float gm = v[0];
@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < kVec; ++i) gs += expf(v[i] - gm);
     Merge(m, s, gm, gs);
   }
-  for (int j = groups * kVec + threadIdx.x; j < V; j += kThreads) {
+  for (int j = groups * kVec + threadIdx.x; j < V; j += kCrossEntropyThreads) {
     Merge(m, s, ToFloat(x[j]), 1.0f);
   }
 
@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) {
     // In warp order: the result does not depend on timing.
     float bm = shared_m[0], bs = shared_s[0];
-    for (int w = 1; w < kThreads / 32; ++w) Merge(bm, bs, shared_m[w], shared_s[w]);
+    for (int w = 1; w < kCrossEntropyThreads / 32; ++w) Merge(bm, bs, shared_m[w], shared_s[w]);
     const float l = bm + logf(bs);
     lse[row] = l;
     const int32_t target = targets[row];
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename T, int kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kCrossEntropyThreads)
     CrossEntropyBackwardKernel(T* dlogits, const T* logits, const float* __restrict__ lse,
                                const int32_t* __restrict__ targets, float dloss, int V,
                                int Vp) {
@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kThreads)
   const bool ignore = target < 0;
   const bool bad = target >= V;
   const int groups = Vp / kVec;
-  for (int g = threadIdx.x; g < groups; g += kThreads) {
+  for (int g = threadIdx.x; g < groups; g += kCrossEntropyThreads) {
     const int j0 = g * kVec;
     float v[kVec];
     LoadVec<kVec>(x + j0, v);
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   // Vp % kVec == 0 whenever kVec > 1, so this covers nothing then; with kVec == 1 the
   // loop above already covered the row. Kept for the invariant "every column written".
-  for (int j = groups * kVec + threadIdx.x; j < Vp; j += kThreads) {
+  for (int j = groups * kVec + threadIdx.x; j < Vp; j += kCrossEntropyThreads) {
     const float v = ToFloat(x[j]);
     float grad;
     if (ignore || j >= V) {
@@ -163,7 +163,7 @@ void CrossEntropyForward(const LaunchContext& ctx, DType act, float* losses, flo
     // Row starts are 16-byte aligned when the base is and Vp * sizeof(E) is.
     const bool vec = Vp % kVec == 0 && Aligned16(logits);
     auto kernel = vec ? CrossEntropyForwardKernel<E, kVec> : CrossEntropyForwardKernel<E, 1>;
-    kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+    COLOSSUS_LAUNCH(kernel, static_cast<unsigned>(N), kCrossEntropyThreads, ctx.stream,
         losses, lse, static_cast<const E*>(logits), targets, V, Vp);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   });
@@ -179,7 +179,7 @@ void CrossEntropyBackward(const LaunchContext& ctx, DType act, void* dlogits,
     constexpr int kVec = 16 / sizeof(E);
     const bool vec = Vp % kVec == 0 && Aligned16(logits) && Aligned16(dlogits);
     auto kernel = vec ? CrossEntropyBackwardKernel<E, kVec> : CrossEntropyBackwardKernel<E, 1>;
-    kernel<<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+    COLOSSUS_LAUNCH(kernel, static_cast<unsigned>(N), kCrossEntropyThreads, ctx.stream,
         static_cast<E*>(dlogits), static_cast<const E*>(logits), lse, targets, dloss, V, Vp);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   });

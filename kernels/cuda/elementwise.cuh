@@ -41,10 +41,13 @@ void LaunchMap(const LaunchContext& ctx, const Op& op, int64_t n, bool aligned) 
   if (n <= 0) return;
   const int64_t max_blocks = int64_t{32} * ctx.num_sms;
   if (aligned) {
-    MapKernel<kMapVec, Op><<<BlocksFor((n + kMapVec - 1) / kMapVec, kMapThreads, max_blocks),
-                             kMapThreads, 0, ctx.stream>>>(op, n);
+    auto kernel = MapKernel<kMapVec, Op>;
+    COLOSSUS_LAUNCH(kernel, BlocksFor((n + kMapVec - 1) / kMapVec, kMapThreads, max_blocks),
+                    kMapThreads, ctx.stream, op, n);
   } else {
-    MapKernel<1, Op><<<BlocksFor(n, kMapThreads, max_blocks), kMapThreads, 0, ctx.stream>>>(op, n);
+    auto kernel = MapKernel<1, Op>;
+    COLOSSUS_LAUNCH(kernel, BlocksFor(n, kMapThreads, max_blocks), kMapThreads, ctx.stream, op,
+                    n);
   }
   COLOSSUS_CUDA_CHECK_LAUNCH();
 }

@@ -104,7 +104,7 @@ void EmbeddingForward(const LaunchContext& ctx, DType act, void* out, const int3
     constexpr int kVec = 16 / sizeof(E);
     const bool vec = C % kVec == 0 && Aligned16(out) && Aligned16(wte) && Aligned16(wpe);
     auto kernel = vec ? EmbeddingForwardKernel<E, kVec> : EmbeddingForwardKernel<E, 1>;
-    kernel<<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+    COLOSSUS_LAUNCH(kernel, blocks, kWarpsPerBlock * 32, ctx.stream,
         static_cast<E*>(out), tokens, static_cast<const E*>(wte), static_cast<const E*>(wpe),
         Vp, rows, T, C);
     COLOSSUS_CUDA_CHECK_LAUNCH();
@@ -123,13 +123,13 @@ void EmbeddingBackward(const LaunchContext& ctx, DType act, float* dwte, float* 
     const bool vec = C % kVec == 0 && Aligned16(dout);
     auto token_kernel =
         vec ? EmbeddingTokenBackwardKernel<E, kVec> : EmbeddingTokenBackwardKernel<E, 1>;
-    token_kernel<<<BlocksFor(rows, kWarpsPerBlock, INT32_MAX), kWarpsPerBlock * 32, 0,
-                   ctx.stream>>>(dwte, d, tokens, Vp, rows, C);
+    COLOSSUS_LAUNCH(token_kernel, BlocksFor(rows, kWarpsPerBlock, INT32_MAX),
+                    kWarpsPerBlock * 32, ctx.stream, dwte, d, tokens, Vp, rows, C);
     COLOSSUS_CUDA_CHECK_LAUNCH();
     const int64_t TC = static_cast<int64_t>(T) * C;
-    EmbeddingPositionBackwardKernel<E>
-        <<<BlocksFor(TC, 256, int64_t{ctx.num_sms} * 8), 256, 0, ctx.stream>>>(dwpe, d, B,
-                                                                                 TC);
+    auto position_kernel = EmbeddingPositionBackwardKernel<E>;
+    COLOSSUS_LAUNCH(position_kernel, BlocksFor(TC, 256, int64_t{ctx.num_sms} * 8), 256,
+                    ctx.stream, dwpe, d, B, TC);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   });
 }

@@ -170,7 +170,7 @@ void LayerNormForward(const LaunchContext& ctx, DType act, void* out, float* mea
                              : LayerNormForwardKernel<E, 1, true>)
                       : (vec ? LayerNormForwardKernel<E, kVec, false>
                              : LayerNormForwardKernel<E, 1, false>);
-    kernel<<<blocks, kRowsPerBlock * 32, 0, ctx.stream>>>(
+    COLOSSUS_LAUNCH(kernel, blocks, kRowsPerBlock * 32, ctx.stream,
         static_cast<E*>(out), mean, rstd, static_cast<E*>(residual), static_cast<const E*>(a),
         static_cast<const E*>(b), static_cast<const E*>(weight), static_cast<const E*>(bias),
         N, C);
@@ -191,9 +191,9 @@ void LayerNormBackward(const LaunchContext& ctx, DType act, void* dinp, float* d
                      Aligned16(weight);
     auto input_kernel =
         vec ? LayerNormBackwardInputKernel<E, kVec> : LayerNormBackwardInputKernel<E, 1>;
-    input_kernel<<<BlocksFor(N, kRowsPerBlock, INT32_MAX), kRowsPerBlock * 32, 0,
-                   ctx.stream>>>(static_cast<E*>(dinp), d, x, static_cast<const E*>(weight),
-                                 mean, rstd, N, C);
+    COLOSSUS_LAUNCH(input_kernel, BlocksFor(N, kRowsPerBlock, INT32_MAX), kRowsPerBlock * 32,
+                    ctx.stream, static_cast<E*>(dinp), d, x, static_cast<const E*>(weight), mean,
+                    rstd, N, C);
     COLOSSUS_CUDA_CHECK_LAUNCH();
     float* const outs[2] = {dweight, dbias};
     if (vec) {

@@ -1,10 +1,5 @@
-// The Linear layer: cuBLASLt GEMMs with plan caching (matmul.h explains the layouts),
-// and the bias gradient.
-//
-// Bias gradient, dbias[j] += sum over rows of dout[:, j]: the deterministic column
-// reduction of column_reduce.cuh (grid: column slabs of 32 * kVec x row chunks, 8 warps
-// per block, then one thread per column over the chunks). Not cuBLASLt's BGRADB
-// epilogue: that one overwrites its output, and our parameter gradients accumulate.
+// The Linear layer's GEMMs: cuBLASLt with plan caching (matmul.h explains the layouts).
+// The bias gradient is in matmul_bias.cu.
 #include "cuda/matmul.h"
 
 #include <algorithm>
@@ -15,41 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "colossus/check.h"
 #include "cuda/check.h"
-#include "cuda/column_reduce.cuh"
 #include "cuda/common.cuh"
 #include "cuda/ops.h"
 
 namespace colossus::kernels::cuda {
-
-// ---- bias gradient -------------------------------------------------------------------
-namespace {
-
-template <typename T, int kVec>
-struct BiasContribution {
-  const T* dout;
-  int OC;
-  __device__ __forceinline__ void operator()(int64_t row, int c, float (&v)[1][kVec]) const {
-    LoadVec<kVec>(dout + row * OC + c, v[0]);
-  }
-};
-
-}  // namespace
-
-void BiasGradient(const LaunchContext& ctx, DType act, float* dbias, const void* dout,
-                  int64_t N, int OC) {
-  if (N == 0 || OC == 0) return;
-  DispatchFloat(act, "MatmulBackward (dbias)", [&](auto tag) {
-    using E = decltype(tag);
-    constexpr int kVec = 16 / sizeof(E);
-    const E* d = static_cast<const E*>(dout);
-    float* const outs[1] = {dbias};
-    if (OC % kVec == 0 && Aligned16(dout)) {
-      LaunchColumnSums<kVec, 1>(ctx, outs, BiasContribution<E, kVec>{d, OC}, N, OC);
-    } else {
-      LaunchColumnSums<1, 1>(ctx, outs, BiasContribution<E, 1>{d, OC}, N, OC);
-    }
-  });
-}
 
 // ---- cuBLASLt ----------------------------------------------------------------------------
 namespace {

@@ -64,7 +64,7 @@ void GeluForward(const LaunchContext& ctx, DType act, void* out, const void* inp
 void GeluBackward(const LaunchContext& ctx, DType act, void* dinp, const void* inp,
                   const void* dout, int64_t n);
 
-// ---- matmul.cu: column sums for the bias gradient (the GEMMs are in matmul.h) --------------
+// ---- matmul_bias.cu: column sums for the bias gradient (the GEMMs are in matmul.h) ---------
 // dbias[j] += sum_i dout[i, j] over i < N, j < OC.
 void BiasGradient(const LaunchContext& ctx, DType act, float* dbias, const void* dout,
                   int64_t N, int OC);

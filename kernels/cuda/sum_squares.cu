@@ -2,14 +2,14 @@
 // block of global-norm gradient clipping.
 //
 // Two kernels, deterministic (no atomics, a fixed reduction tree):
-//  1. SumSquaresPartialKernel: a grid of at most kMaxBlocks 256-thread blocks, the
+//  1. SumSquaresPartialKernel: a grid of at most kSumSquaresMaxBlocks 256-thread blocks, the
 //     count a function of n alone (so the sum is bit-identical on every GPU); each
 //     thread accumulates its grid-stride share in double (as the CPU does: 124M squared
 //     f32 gradients summed in float would lose digits), vectorized 8 elements at a time
 //     when x is 16-byte aligned; the block reduces in double and writes one partial.
 //  2. SumSquaresFinalKernel: one block adds the partials in a fixed order and adds the
 //     total to *out, rounding once to f32.
-// Partials live in the backend's scratch (kMaxBlocks doubles).
+// Partials live in the backend's scratch (kSumSquaresMaxBlocks doubles).
 #include "cuda/check.h"
 #include "cuda/common.cuh"
 #include "cuda/ops.h"
@@ -17,16 +17,16 @@
 namespace colossus::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxBlocks = 1024;
-constexpr int kVec = 8;
+constexpr int kSumSquaresThreads = 256;
+constexpr int kSumSquaresMaxBlocks = 1024;
+constexpr int kSumSquaresVec = 8;
 
 template <typename T, int kV>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kSumSquaresThreads)
     SumSquaresPartialKernel(double* __restrict__ partial, const T* __restrict__ x, int64_t n) {
   __shared__ double shared[32];
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kSumSquaresThreads;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kSumSquaresThreads + threadIdx.x;
   const int64_t groups = n / kV;
   double sum = 0.0;
   for (int64_t g = tid; g < groups; g += stride) {
@@ -43,12 +43,12 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) partial[blockIdx.x] = sum;
 }
 
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kSumSquaresThreads)
     SumSquaresFinalKernel(float* __restrict__ out, const double* __restrict__ partial,
                           int parts) {
   __shared__ double shared[32];
   double sum = 0.0;
-  for (int p = threadIdx.x; p < parts; p += kThreads) sum += partial[p];
+  for (int p = threadIdx.x; p < parts; p += kSumSquaresThreads) sum += partial[p];
   sum = BlockSum(sum, shared);
   if (threadIdx.x == 0) *out = static_cast<float>(static_cast<double>(*out) + sum);
 }
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads)
 
 void SumSquares(const LaunchContext& ctx, float* out, View x, int64_t n) {
   if (n == 0) return;  // adds nothing
-  const unsigned blocks = BlocksFor((n + kVec - 1) / kVec, kThreads, kMaxBlocks);
+  const unsigned blocks = BlocksFor((n + kSumSquaresVec - 1) / kSumSquaresVec, kSumSquaresThreads, kSumSquaresMaxBlocks);
   double* partial =
       static_cast<double*>(ctx.scratch->Get(blocks * sizeof(double), ctx.stream));
   const bool vec = Aligned16(x.data);
@@ -65,12 +65,13 @@ void SumSquares(const LaunchContext& ctx, float* out, View x, int64_t n) {
       x.dtype, "SumSquares",
       [&](auto tag) {
         using E = decltype(tag);
-        auto kernel = vec ? SumSquaresPartialKernel<E, kVec> : SumSquaresPartialKernel<E, 1>;
-        kernel<<<blocks, kThreads, 0, ctx.stream>>>(partial, x.as<const E>(), n);
+        auto kernel = vec ? SumSquaresPartialKernel<E, kSumSquaresVec> : SumSquaresPartialKernel<E, 1>;
+        COLOSSUS_LAUNCH(kernel, blocks, kSumSquaresThreads, ctx.stream, partial, x.as<const E>(), n);
         COLOSSUS_CUDA_CHECK_LAUNCH();
       },
       /*allow_f16=*/true);
-  SumSquaresFinalKernel<<<1, kThreads, 0, ctx.stream>>>(out, partial, static_cast<int>(blocks));
+  COLOSSUS_LAUNCH(SumSquaresFinalKernel, 1, kSumSquaresThreads, ctx.stream, out, partial,
+                  static_cast<int>(blocks));
   COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,6 +1,11 @@
 // Helpers for the CUDA backend tests: a fixture that skips without a GPU, device arrays
 // that upload and download through the backend in any float dtype, NaN poisoning, and
 // the norm-wise comparison the CUDA issue names (||out - ref|| / ||ref||).
+//
+// The same tests build twice: colossus_cuda_test runs them on a GPU through
+// MakeCudaBackend (skipping without one), and colossus_cuda_emulation_test, compiled with
+// COLOSSUS_TEST_EMULATED_CUDA, runs the kernels' source on CPU threads
+// (cuda_emulated_backend.cc), so they are exercised on every machine.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,6 +23,16 @@
 #include "colossus/kernels/backend.h"
 #include "colossus/kernels/cuda_backend.h"
 #include "kernels/gradcheck.h"
+
+namespace colossus::kernels {
+#if defined(COLOSSUS_TEST_EMULATED_CUDA)
+// cuda_emulated_backend.cc: the CUDA kernels on host threads, "device" memory on the host.
+std::unique_ptr<Backend> MakeEmulatedCudaBackend();
+inline constexpr bool kEmulatedCuda = true;
+#else
+inline constexpr bool kEmulatedCuda = false;
+#endif
+}  // namespace colossus::kernels
 
 namespace colossus::kernels::testing {
 
@@ -94,10 +109,14 @@ class DeviceArray {
   // write fails the comparison. Enqueued on the backend's stream (which is
   // non-blocking: a plain cudaMemset would not be ordered before the op).
   void Poison() {
+#if defined(COLOSSUS_TEST_EMULATED_CUDA)
+    std::memset(data_, 0xFF, static_cast<size_t>(n_) * DTypeSize(dtype_));
+#else
     const cudaError_t err =
         cudaMemsetAsync(data_, 0xFF, static_cast<size_t>(n_) * DTypeSize(dtype_),
                         static_cast<cudaStream_t>(CudaStreamOf(*backend_)));
     ASSERT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
+#endif
   }
 
  private:
@@ -140,13 +159,17 @@ inline void ExpectRelativeClose(const std::string& what, const std::vector<float
 }
 
 // Fixture: a CUDA backend on GPU 0 (the test skips, naming the CUDA error, where there
-// is none) and a CPU reference backend.
+// is none), or the emulated one, and a CPU reference backend.
 class CudaTest : public SeededTest {
  protected:
   void SetUp() override {
+#if defined(COLOSSUS_TEST_EMULATED_CUDA)
+    gpu_ = MakeEmulatedCudaBackend();
+#else
     absl::StatusOr<std::unique_ptr<Backend>> gpu = MakeCudaBackend(0);
     if (!gpu.ok()) GTEST_SKIP() << "no CUDA device: " << gpu.status().message();
     gpu_ = *std::move(gpu);
+#endif
     cpu_ = MakeCpuBackend(2);
   }
 
