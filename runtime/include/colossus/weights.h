@@ -18,7 +18,8 @@ namespace colossus {
 // Synchronous: blocks until the backend's pending work and the file are done.
 absl::Status SaveWeights(const GPT& model, const std::string& path);
 
-// Replaces every parameter of `model` with the tensors of `path`. The file must hold
+// Replaces every parameter (the f32 master weights) of `model` with the tensors of
+// `path`, then refreshes the compute copies the ops read. The file must hold
 // exactly the model's parameters (by name), each F32 in the model's shape, and, if it
 // carries the config metadata, the same architecture. Everything is checked before
 // anything is copied, so on error the model is unchanged. Errors name the file and the
