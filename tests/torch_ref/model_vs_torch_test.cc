@@ -310,6 +310,7 @@ class ModelVsTorch {
     Tensor logits = model_->logits();
     const size_t n = static_cast<size_t>(B_) * T_ * config_.PaddedVocab();
     ASSERT_GE(logits.numel(), static_cast<int64_t>(n)) << logits.DebugString();
+    ASSERT_EQ(logits.dtype, DType::kF32) << logits.DebugString();  // the CPU computes in f32
     std::vector<float> host(n);
     backend_->CopyToHost(host.data(), logits.data, n * sizeof(float));
     Expect("logits", "logits", host);
