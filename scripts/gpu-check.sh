@@ -18,11 +18,12 @@
 # default 560 s): each step gets at most what is left, and steps that no longer fit are
 # recorded as skipped. Phases can also be run in separate calls, e.g.
 #   run(command="scripts/gpu-check.sh info tests bench", carry=[".gpu-bundle"])
-#   run(command="scripts/gpu-check.sh info sanitizer cpu-tests", carry=[".gpu-bundle"])
+#   run(command="scripts/gpu-check.sh info sanitizer other-tests", carry=[".gpu-bundle"])
 # each call writing a report of the phases it ran.
 #
 # Phases (default: all, in this order): info, tests (the gpu-labelled binaries),
-# bench, sanitizer, cpu-tests (the other test binaries: CPU reference and runtime).
+# bench, sanitizer, other-tests (the other test binaries: the CPU reference, the runtime,
+# whose device tests take the GPU when there is one, and comm).
 #
 # Outputs, in $OUT (default ./gpu-check-out): gpu-report.md, gpu-report.json and
 # gpu-check-logs.tar.gz (every log and gtest JSON). The report is rewritten after every
@@ -42,7 +43,7 @@ B=$(mktemp -d /tmp/colossus-bundle.XXXXXX)
 start=$SECONDS
 
 phases=("$@")
-[[ ${#phases[@]} -gt 0 ]] || phases=(info tests bench sanitizer cpu-tests)
+[[ ${#phases[@]} -gt 0 ]] || phases=(info tests bench sanitizer other-tests)
 
 log() { echo "[gpu-check $(( SECONDS - start ))s] $*" | tee -a "$logs/gpu-check.log"; }
 left() { echo $(( budget - (SECONDS - start) )); }
@@ -100,7 +101,7 @@ for line in read("versions.txt").splitlines():
         k, v = line.split(": ", 1)
         report["software"][k] = v
 
-# gtest JSON per binary (tests and cpu-tests phases).
+# gtest JSON per binary (tests and other-tests phases).
 for path in sorted(glob.glob(os.path.join(logs, "test-*.json"))):
     name = os.path.basename(path)[5:-5]
     entry = {"binary": name, "exit": status("test-" + name), "passed": 0, "failed": 0,
@@ -270,7 +271,7 @@ PY
         step "test-$n" 300 "$exe" --gtest_output="json:$logs/test-$n.json"
       done
       ;;
-    cpu-tests)
+    other-tests)
       for exe in "$B"/bin/*_test; do
         n=$(basename "$exe")
         [[ "$n" == colossus_cuda_test ]] && continue
@@ -299,7 +300,7 @@ PY
       fi
       ;;
     *)
-      echo "unknown phase '$phase' (info, tests, bench, sanitizer, cpu-tests)" >&2
+      echo "unknown phase '$phase' (info, tests, bench, sanitizer, other-tests)" >&2
       exit 2
       ;;
   esac
