@@ -110,6 +110,21 @@ Work Communicator::Broadcast(const void* send, void* recv, size_t count, DataTyp
                      dtype, root);
 }
 
+Work Communicator::AllToAll(const void* send, void* recv, size_t count, DataType dtype,
+                            const OpOptions& options) {
+  constexpr const char* kOp = "all_to_all";
+  if (absl::Status s = Validate(kOp, count, size_, dtype); !s.ok()) return Work::Completed(s);
+  if (count > 0 && (send == nullptr || recv == nullptr)) {
+    return Work::Completed(NullBuffer(kOp, name_, rank_, send ? "recv" : "send", count));
+  }
+  if (count > 0 && send == recv) {
+    return Work::Completed(absl::InvalidArgumentError(absl::StrCat(
+        kOp, " on group '", name_, "' rank ", rank_, ": in place is not supported")));
+  }
+  std::lock_guard<std::mutex> lock(op_mu_);
+  return DoAllToAll(NextCollective(kOp, options), send, recv, count, dtype);
+}
+
 Work Communicator::Barrier(const OpOptions& options) {
   std::lock_guard<std::mutex> lock(op_mu_);
   return DoBarrier(NextCollective("barrier", options));

@@ -147,6 +147,43 @@ absl::Status CheckAllGather(Communicator& comm) {
   return absl::OkStatus();
 }
 
+absl::Status CheckAllToAll(Communicator& comm) {
+  const int n = comm.size(), me = comm.rank();
+  for (DataType t : kAllTypes) {
+    const size_t es = DataTypeSize(t);
+    for (size_t total : TestCounts(t)) {
+      const size_t c = total <= 1009 ? total : total / static_cast<size_t>(n);
+      const std::string where = Where(comm, "all_to_all", t, c, false);
+      // Rank me's send element k is Value(me, k): block j (elements j*c..) goes to rank j.
+      std::vector<char> send(c * static_cast<size_t>(n) * es),
+          recv = Poisoned(c * static_cast<size_t>(n) * es);
+      Fill(t, send.data(), me, c * static_cast<size_t>(n));
+      if (absl::Status s = Ok(comm.AllToAll(send.data(), recv.data(), c, t), where); !s.ok()) {
+        return s;
+      }
+      for (int j = 0; j < n; ++j) {
+        if (absl::Status s = Compare(t, recv.data(), static_cast<size_t>(j) * c, c,
+                                     [&](size_t i) {
+                                       return Value(t, j, static_cast<size_t>(me) * c + i);
+                                     },
+                                     absl::StrCat(where, " block from rank ", j));
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+  }
+  // In place is refused without taking a sequence number.
+  std::vector<char> buf(static_cast<size_t>(n) * 4);
+  const uint64_t seq = comm.last_seq();
+  if (comm.AllToAll(buf.data(), buf.data(), 1, DataType::kF32).Wait().code() !=
+          absl::StatusCode::kInvalidArgument ||
+      comm.last_seq() != seq) {
+    return absl::InternalError("in-place all_to_all was not refused as InvalidArgument");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckBroadcast(Communicator& comm) {
   const int n = comm.size(), me = comm.rank();
   for (DataType t : kAllTypes) {

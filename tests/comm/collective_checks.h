@@ -19,6 +19,7 @@ absl::Status CheckAllReduce(Communicator& comm);
 absl::Status CheckReduceScatter(Communicator& comm);
 absl::Status CheckAllGather(Communicator& comm);
 absl::Status CheckBroadcast(Communicator& comm);
+absl::Status CheckAllToAll(Communicator& comm);
 absl::Status CheckSendRecv(Communicator& comm);
 absl::Status CheckBarrier(Communicator& comm);
 

@@ -24,6 +24,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 constexpr Case kCases[] = {
     {"AllReduce", &CheckAllReduce},     {"ReduceScatter", &CheckReduceScatter},
     {"AllGather", &CheckAllGather},     {"Broadcast", &CheckBroadcast},
+    {"AllToAll", &CheckAllToAll},
     {"SendRecv", &CheckSendRecv},       {"Barrier", &CheckBarrier},
 };
 

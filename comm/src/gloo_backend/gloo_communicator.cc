@@ -11,6 +11,7 @@
 #include "colossus/comm/prefix_store.h"
 #include "cpu/reduce_kernels.h"
 #include "gloo/allgather.h"
+#include "gloo/alltoall.h"
 #include "gloo/allreduce.h"
 #include "gloo/barrier.h"
 #include "gloo/broadcast.h"
@@ -225,6 +226,25 @@ Work GlooCommunicator::DoReduceScatter(const Call& call, const void* send, void*
         }
         if (op == ReduceOp::kAvg) DivideInPlace(recv, recv_count, dtype, size());
       }));
+}
+
+Work GlooCommunicator::DoAllToAll(const Call& call, const void* send, void* recv, size_t count,
+                                  DataType dtype) {
+  return Work::Completed(Run(call, absl::StrCat(Elements(count, dtype), " per rank pair"), [&] {
+    if (count == 0) return;
+    const size_t bytes = count * DataTypeSize(dtype) * static_cast<size_t>(size());
+    if (size() == 1) {
+      std::memmove(recv, send, bytes);
+      return;
+    }
+    // An exchange moves bytes, whatever they hold: Gloo sees uint8_t blocks.
+    gloo::AlltoallOptions o(context_);
+    o.setInput<uint8_t>(Mutable<uint8_t>(send), bytes);
+    o.setOutput<uint8_t>(static_cast<uint8_t*>(recv), bytes);
+    o.setTag(Tag(call.seq));
+    o.setTimeout(ToMs(call.timeout));
+    gloo::alltoall(o);
+  }));
 }
 
 Work GlooCommunicator::DoAllGather(const Call& call, const void* send, void* recv,

@@ -156,6 +156,30 @@ Work NcclCommunicator::DoBroadcast(const Call& call, const void* send, void* rec
                  });
 }
 
+Work NcclCommunicator::DoAllToAll(const Call& call, const void* send, void* recv, size_t count,
+                                  DataType dtype) {
+  // NCCL has no all-to-all call: one group of size() sends and receives (what
+  // nccl-tests' alltoall_perf does); the group launches them as one operation.
+  const size_t block = count * DataTypeSize(dtype);
+  const int n = size();
+  return Enqueue(call, absl::StrCat(Elements(count, dtype), " per rank pair"), count == 0,
+                 [&](ncclComm_t comm, cudaStream_t stream) {
+                   ncclResult_t r = ncclGroupStart();
+                   for (int peer = 0; peer < n && (r == ncclSuccess || r == ncclInProgress);
+                        ++peer) {
+                     const size_t off = static_cast<size_t>(peer) * block;
+                     r = ncclSend(static_cast<const char*>(send) + off, count, ToNccl(dtype),
+                                  peer, comm, stream);
+                     if (r == ncclSuccess || r == ncclInProgress) {
+                       r = ncclRecv(static_cast<char*>(recv) + off, count, ToNccl(dtype), peer,
+                                    comm, stream);
+                     }
+                   }
+                   const ncclResult_t end = ncclGroupEnd();
+                   return (r == ncclSuccess || r == ncclInProgress) ? end : r;
+                 });
+}
+
 Work NcclCommunicator::DoBarrier(const Call& call) {
   // NCCL has no barrier: an all-reduce of one int completes on no rank before every
   // rank has contributed. (Stream-ordered like everything else: Wait() on the Work for

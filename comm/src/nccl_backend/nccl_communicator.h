@@ -92,6 +92,8 @@ class NcclCommunicator final : public Communicator {
                    DataType dtype) override;
   Work DoBroadcast(const Call& call, const void* send, void* recv, size_t count, DataType dtype,
                    int root) override;
+  Work DoAllToAll(const Call& call, const void* send, void* recv, size_t count,
+                  DataType dtype) override;
   Work DoBarrier(const Call& call) override;
   Work DoSend(const Call& call, const void* buf, size_t count, DataType dtype, int peer) override;
   Work DoRecv(const Call& call, void* buf, size_t count, DataType dtype, int peer) override;

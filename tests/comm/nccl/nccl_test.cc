@@ -1,5 +1,5 @@
 // The NCCL backend on one GPU: a single-rank communicator runs every collective on
-// every dtype (and every reduction), in and out of place, at sizes 0, 1, a prime and a
+// every dtype (and every reduction; all-to-all out of place only), in and out of place, at sizes 0, 1, a prime and a
 // few MiB; Split, Abort and the watchdog. With one rank every collective is a copy,
 // so the expected output is the input, bit for bit (avg over one rank multiplies by
 // exactly 1.0). Multi-rank numerics are the Gloo tests' job; the same semantics apply.
@@ -131,13 +131,14 @@ std::vector<size_t> Counts(DataType dtype) {
   return {0, 1, 1009, (size_t{3} << 20) / DataTypeSize(dtype) + 7};  // ~3 MiB, odd
 }
 
-enum class Op { kAllReduce, kReduceScatter, kAllGather, kBroadcast };
+enum class Op { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kAllToAll };
 const char* OpName(Op op) {
   switch (op) {
     case Op::kAllReduce: return "all_reduce";
     case Op::kReduceScatter: return "reduce_scatter";
     case Op::kAllGather: return "all_gather";
     case Op::kBroadcast: return "broadcast";
+    case Op::kAllToAll: return "all_to_all";
   }
   return "?";
 }
@@ -146,10 +147,12 @@ TEST_F(NcclSingleRank, EveryCollectiveDtypeAndSizeInAndOutOfPlace) {
   cudaStream_t user_stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&user_stream), cudaSuccess);
   int salt = 0;
-  for (Op op : {Op::kAllReduce, Op::kReduceScatter, Op::kAllGather, Op::kBroadcast}) {
+  for (Op op : {Op::kAllReduce, Op::kReduceScatter, Op::kAllGather, Op::kBroadcast,
+                Op::kAllToAll}) {
     for (DataType dtype : kDtypes) {
       for (size_t count : Counts(dtype)) {
         for (bool in_place : {false, true}) {
+          if (in_place && op == Op::kAllToAll) continue;  // out of place only
           const bool reduces = op == Op::kAllReduce || op == Op::kReduceScatter;
           for (ReduceOp rop : kOps) {
             if (!reduces && rop != ReduceOp::kSum) continue;
@@ -172,6 +175,7 @@ TEST_F(NcclSingleRank, EveryCollectiveDtypeAndSizeInAndOutOfPlace) {
                 case Op::kReduceScatter: return comm_->ReduceScatter(s, recv.get(), count, dtype, rop, oo);
                 case Op::kAllGather: return comm_->AllGather(s, recv.get(), count, dtype, oo);
                 case Op::kBroadcast: return comm_->Broadcast(s, recv.get(), count, dtype, 0, oo);
+                case Op::kAllToAll: return comm_->AllToAll(s, recv.get(), count, dtype, oo);
               }
               return Work::Completed(absl::InternalError("unreachable"));
             }();

@@ -13,7 +13,7 @@
 // communicator are serialised; use separate communicators (Split) for concurrency.
 //
 // Sequence numbers and the watchdog: each collective (AllReduce, ReduceScatter,
-// AllGather, Broadcast, Barrier, Split) takes the next sequence number of this
+// AllGather, Broadcast, AllToAll, Barrier, Split) takes the next sequence number of this
 // communicator, 1, 2, 3, ... Each rank publishes "arrived at collective s" to the
 // Store. A collective that does not complete within its timeout fails on this rank
 // with DeadlineExceeded, and the message names the operation, its sequence number, the
@@ -110,6 +110,12 @@ class Communicator {
   Work Broadcast(const void* send, void* recv, size_t count, DataType dtype, int root,
                  const OpOptions& options = {});
 
+  // send holds size() blocks of count elements; block j goes to rank j, and recv's
+  // block j receives rank j's block rank(). Out of place only: send and recv must not
+  // overlap (InvalidArgument when they are the same pointer).
+  Work AllToAll(const void* send, void* recv, size_t count, DataType dtype,
+                const OpOptions& options = {});
+
   // Completes on each rank once every rank has entered it.
   Work Barrier(const OpOptions& options = {});
 
@@ -158,6 +164,8 @@ class Communicator {
                            DataType dtype) = 0;
   virtual Work DoBroadcast(const Call& call, const void* send, void* recv, size_t count,
                            DataType dtype, int root) = 0;
+  virtual Work DoAllToAll(const Call& call, const void* send, void* recv, size_t count,
+                          DataType dtype) = 0;
   virtual Work DoBarrier(const Call& call) = 0;
   virtual Work DoSend(const Call& call, const void* buf, size_t count, DataType dtype,
                       int peer) = 0;
