@@ -15,11 +15,19 @@
 #include "absl/strings/str_cat.h"
 #include "colossus/check.h"
 #include "colossus/kernels/backend.h"
+#include "common/arg_checks.h"
 #include "cpu/convert.h"
 #include "cpu/ops.h"
 
 namespace colossus::kernels {
 namespace {
+
+using internal::CheckAttentionShape;
+using internal::CheckNonNegative;
+using internal::CheckPresentAndLong;
+using internal::CheckVocab;
+using internal::Pointer;
+using internal::TableRows;
 
 // Sets the OpenMP thread count (which the OpenMP build of OpenBLAS follows too) for
 // the duration of one op and restores the calling thread's own setting afterwards, so
@@ -42,10 +50,6 @@ class ThreadScope {
 
 // ---- argument checks: each names the op and the argument -----------------------------
 
-void CheckNonNegative(const char* op, const char* what, int64_t value) {
-  CHECK(value >= 0) << op << ": " << what << " = " << value << " is negative";
-}
-
 // `v` as float*, after checking that it is f32, present, and holds at least `need`
 // elements (a view may be longer than the op uses, e.g. wpe for T < maxT).
 float* F32(const View& v, int64_t need, const char* op, const char* arg) {
@@ -53,8 +57,7 @@ float* F32(const View& v, int64_t need, const char* op, const char* arg) {
   CHECK(v.empty() || v.dtype == DType::kF32)
       << op << ": " << arg << " has dtype " << DTypeName(v.dtype)
       << ", but the CPU backend computes in f32";
-  CHECK(v.numel >= need) << op << ": " << arg << " has " << v.numel
-                         << " elements, the op needs " << need;
+  CheckPresentAndLong(v, need, op, arg);
   return v.as<float>();
 }
 
@@ -63,20 +66,12 @@ float* OptionalF32(const View& v, int64_t need, const char* op, const char* arg)
   return v.empty() ? nullptr : F32(v, need, op, arg);
 }
 
-template <typename P>
-P* Pointer(P* p, int64_t need, const char* op, const char* arg) {
-  CHECK(need == 0 || p != nullptr) << op << ": " << arg << " is null but the op needs "
-                                   << need << " elements";
-  return p;
-}
-
 // Float views of any float dtype (gradients, parameter copies): present and long enough.
 void CheckAnyFloat(const View& v, int64_t need, const char* op, const char* arg) {
   CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
   CHECK(v.empty() || v.dtype != DType::kI32)
       << op << ": " << arg << " has dtype i32, expected a float dtype";
-  CHECK(v.numel >= need) << op << ": " << arg << " has " << v.numel
-                         << " elements, the op needs " << need;
+  CheckPresentAndLong(v, need, op, arg);
 }
 
 void CheckTokens(const char* op, const int32_t* tokens, int64_t n, int64_t Vp) {
@@ -86,14 +81,6 @@ void CheckTokens(const char* op, const int32_t* tokens, int64_t n, int64_t Vp) {
         << op << ": tokens[" << i << "] = " << tokens[i] << " is outside [0, Vp = " << Vp
         << ")";
   }
-}
-
-// Vp of a [Vp, C] embedding table.
-int64_t TableRows(const View& wte, int C, const char* op) {
-  if (C == 0) return 0;
-  CHECK(wte.numel % C == 0) << op << ": wte has " << wte.numel
-                            << " elements, not a multiple of C = " << C;
-  return wte.numel / C;
 }
 
 class CpuBackend final : public Backend {
@@ -408,17 +395,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  static void CheckAttentionShape(const char* op, int B, int T, int C, int NH) {
-    CheckNonNegative(op, "B", B);
-    CheckNonNegative(op, "T", T);
-    CheckNonNegative(op, "C", C);
-    CHECK(NH > 0 && C % NH == 0) << op << ": need NH > 0 dividing C, got C = " << C
-                                 << ", NH = " << NH;
-  }
-  static void CheckVocab(const char* op, int64_t N, int V, int Vp) {
-    CheckNonNegative(op, "N", N);
-    CHECK(V > 0 && V <= Vp) << op << ": need 0 < V <= Vp, got V = " << V << ", Vp = " << Vp;
-  }
 
   const int threads_;  // 0: OpenMP's default
 };

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "colossus/check.h"
+#include "common/arg_checks.h"
 #include "cuda/attention.h"
 #include "cuda/check.h"
 #include "cuda/matmul.h"
@@ -33,18 +34,14 @@ namespace colossus::kernels {
 namespace {
 
 using cuda::LaunchContext;
+using internal::CheckAttentionShape;
+using internal::CheckNonNegative;
+using internal::CheckPresentAndLong;
+using internal::CheckVocab;
+using internal::Pointer;
+using internal::TableRows;
 
 // ---- argument checks: each names the op and the argument ------------------------------
-
-void CheckNonNegative(const char* op, const char* what, int64_t value) {
-  CHECK(value >= 0) << op << ": " << what << " = " << value << " is negative";
-}
-
-void CheckPresentAndLong(const View& v, int64_t need, const char* op, const char* arg) {
-  CHECK(need == 0 || v.data != nullptr) << op << ": " << arg << " is absent (null data)";
-  CHECK(v.numel >= need) << op << ": " << arg << " has " << v.numel
-                         << " elements, the op needs " << need;
-}
 
 // The activation dtype of an op, read off its main input.
 DType ActivationDtype(const View& v, const char* op, const char* arg) {
@@ -96,34 +93,6 @@ void CheckDtypeIn(const View& v, int64_t need, bool allow_f16, const char* op,
   CHECK(ok) << op << ": " << arg << " has dtype " << DTypeName(v.dtype)
             << ", but the CUDA backend takes " << (allow_f16 ? "f32, bf16 or f16" : "f32 or bf16")
             << " here";
-}
-
-template <typename P>
-P* Pointer(P* p, int64_t need, const char* op, const char* arg) {
-  CHECK(need == 0 || p != nullptr) << op << ": " << arg << " is null but the op needs "
-                                   << need << " elements";
-  return p;
-}
-
-// Vp of a [Vp, C] embedding table.
-int64_t TableRows(const View& wte, int C, const char* op) {
-  if (C == 0) return 0;
-  CHECK(wte.numel % C == 0) << op << ": wte has " << wte.numel
-                            << " elements, not a multiple of C = " << C;
-  return wte.numel / C;
-}
-
-void CheckVocab(const char* op, int64_t N, int V, int Vp) {
-  CheckNonNegative(op, "N", N);
-  CHECK(V > 0 && V <= Vp) << op << ": need 0 < V <= Vp, got V = " << V << ", Vp = " << Vp;
-}
-
-void CheckAttentionShape(const char* op, int B, int T, int C, int NH) {
-  CheckNonNegative(op, "B", B);
-  CheckNonNegative(op, "T", T);
-  CheckNonNegative(op, "C", C);
-  CHECK(NH > 0 && C % NH == 0) << op << ": need NH > 0 dividing C, got C = " << C
-                               << ", NH = " << NH;
 }
 
 bool Overlap(const void* a, const void* b, size_t bytes) {
