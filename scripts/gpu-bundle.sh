@@ -19,7 +19,8 @@
 #   MANIFEST      commit, build, and the libraries the GPU host must provide itself:
 #                 the driver's libcuda.so.1 and CUDA 13's libcublasLt.so.13 (~500 MB, in
 #                 every CUDA 13 toolkit and in the nvidia-cublas wheel, so not shipped)
-# The CUDA runtime is linked statically; NCCL is not linked by anything yet.
+# The CUDA runtime is linked statically. NCCL (colossus_comm_nccl_test, colossus-bench)
+# is linked dynamically and not shipped (libnccl.so.2 is ~220 MB): the host provides it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -29,6 +30,7 @@ repo=$(pwd)
 targets=(
   colossus_cuda_test colossus_kernels_test colossus_runtime_test colossus_comm_test
   train_gpt colossus-gpu-kernel-bench colossus-attention-bench colossus-cpu-bench
+  colossus_comm_nccl_test colossus-bench
 )
 
 if [[ -n "${BUILD_DIR:-}" ]]; then
@@ -106,7 +108,7 @@ glibcxx_needed=$(for f in "$stage"/bin/* "$stage"/lib/*; do objdump -T "$f" 2>/d
   echo "cuda_architectures: $(grep -o 'arch=compute_[0-9a-z]*,code=\[[^]]*\]' "$build/build.ninja" | sort -u | paste -sd' ')"
   echo "nvcc: $(/usr/local/cuda/bin/nvcc --version | sed -n 's/^Cuda compilation tools, //p')"
   echo "source_dir: $repo"
-  echo "host_must_provide: libcuda.so.1 ${cublaslt_soname:-libcublasLt.so.13}"
+  echo "host_must_provide: libcuda.so.1 ${cublaslt_soname:-libcublasLt.so.13} libnccl.so.2 (NCCL 2.18+, for colossus_comm_nccl_test and colossus-bench)"
   echo "glibcxx_needed: ${glibcxx_needed:-none}"
   echo "programs: ${build_targets[*]}"
 } >"$stage/MANIFEST"

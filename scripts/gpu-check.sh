@@ -221,15 +221,22 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_6
   if [[ -e "$d/libcublasLt.so.13" ]]; then cublas_dir=$d; break; fi
 done
 [[ -n "$cublas_dir" ]] || cublas_dir=$(dirname "$(ldconfig -p | awk '/libcublasLt\.so\.13/ {print $NF; exit}')" 2>/dev/null)
-export LD_LIBRARY_PATH="$B/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# NCCL (the comm tests and colossus-bench): the host's, wherever a toolkit, the system or
+# the nvidia-nccl wheel put it.
+nccl_dir=""
+for d in /usr/local/cuda/lib /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu \
+         $(python3 -c 'import nvidia, os; [print(os.path.join(p, "nccl", "lib")) for p in nvidia.__path__]' 2>/dev/null); do
+  if [[ -e "$d/libnccl.so.2" ]]; then nccl_dir=$d; break; fi
+done
+export LD_LIBRARY_PATH="$B/lib${cublas_dir:+:$cublas_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # The host's libstdc++ may be older than the build machine's.
 if ! "$B/bin/colossus_cuda_test" --gtest_list_tests >/dev/null 2>"$logs/loader-check.log"; then
   if grep -q "GLIBCXX\|CXXABI\|libstdc" "$logs/loader-check.log"; then
-    export LD_LIBRARY_PATH="$B/lib:$B/lib-fallback${cublas_dir:+:$cublas_dir}"
+    export LD_LIBRARY_PATH="$B/lib:$B/lib-fallback${cublas_dir:+:$cublas_dir}${nccl_dir:+:$nccl_dir}"
     log "using the bundle's libstdc++ (the host's is older)"
   fi
 fi
-log "libcublasLt from: ${cublas_dir:-NOT FOUND}"
+log "libcublasLt from: ${cublas_dir:-NOT FOUND}; libnccl.so.2 from: ${nccl_dir:-NOT FOUND (comm tests and colossus-bench cannot load)}"
 # Tests read data files from the source tree at the path they were built in; point that
 # path at this checkout when it does not exist here.
 src=$(sed -n 's/^source_dir: //p' "$B/MANIFEST")
@@ -265,7 +272,7 @@ PY
       log "GPU: $(sed -n 2p "$logs/nvidia-smi-query.csv")"
       ;;
     tests)
-      for exe in "$B"/bin/colossus_cuda_test; do
+      for exe in "$B"/bin/colossus_cuda_test "$B"/bin/colossus_comm_nccl_test; do
         [[ -x "$exe" ]] || continue
         n=$(basename "$exe")
         step "test-$n" 300 "$exe" --gtest_output="json:$logs/test-$n.json"
@@ -274,12 +281,18 @@ PY
     other-tests)
       for exe in "$B"/bin/*_test; do
         n=$(basename "$exe")
-        [[ "$n" == colossus_cuda_test ]] && continue
+        [[ "$n" == colossus_cuda_test || "$n" == colossus_comm_nccl_test ]] && continue
         step "test-$n" 240 "$exe" --gtest_output="json:$logs/test-$n.json"
       done
       ;;
     bench)
       step kernel-bench 150 "$B/bin/colossus-gpu-kernel-bench" --json "$logs/kernel-bench.json"
+      if [[ -x "$B/bin/colossus-bench" ]]; then
+        # One rank per GPU (one GPU: algbw only, busbw is 0 by definition).
+        ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+        step comm-bench 120 "$B/bin/colossus-bench" --backend nccl --nproc "${ngpu:-1}" \
+          --op-name all_reduce -b 8 -e 256M -f 4 -n 20 -w 5 -c 1 --json "$logs/comm-bench.json"
+      fi
       if [[ -x "$B/bin/colossus-attention-bench" ]]; then
         step attention-bench 150 "$B/bin/colossus-attention-bench" --python python3 \
           --torch-script "$B/share/attention_torch.py"

@@ -190,7 +190,14 @@ class Memory {
   }
   void Upload(void* dst, const void* src, size_t n) {
     if (n == 0) return;
-    if (device_) Check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "cudaMemcpy"); else std::memcpy(dst, src, n);
+    if (device_) {
+      Check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "cudaMemcpy");
+      // From pageable memory cudaMemcpy may return before the DMA lands, and the
+      // communicator's stream does not wait for the legacy default stream.
+      Check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    } else {
+      std::memcpy(dst, src, n);
+    }
   }
   void Download(void* dst, const void* src, size_t n) {
     if (n == 0) return;

@@ -56,6 +56,9 @@ class DeviceBuffer {
     if (!h.empty()) {
       ASSERT_EQ(cudaMemcpy(get() + offset, h.data(), h.size(), cudaMemcpyHostToDevice),
                 cudaSuccess);
+      // A copy from pageable memory may return before the DMA lands, and the
+      // communicator's own stream does not wait for the legacy default stream.
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     }
   }
   std::vector<uint8_t> Download(size_t offset, size_t n) const {
