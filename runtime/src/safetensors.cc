@@ -6,18 +6,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "file_util.h"
 #include "nlohmann/json.hpp"
 
 namespace colossus {
 namespace {
 
+using internal::Fd;
 using Json = nlohmann::json;
 using OrderedJson = nlohmann::ordered_json;
 
@@ -71,66 +72,7 @@ absl::Status Corrupt(const std::string& path, const std::string& what) {
 
 // ---- Writing ------------------------------------------------------------------------
 
-// Owns a file descriptor; closes it on destruction (errors there are not reported:
-// the paths that care call Close() explicitly).
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
 
- private:
-  int fd_;
-};
-
-// Removes the temporary file unless Release() was called (after the rename).
-class TempFileGuard {
- public:
-  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
-  ~TempFileGuard() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TempFileGuard(const TempFileGuard&) = delete;
-  TempFileGuard& operator=(const TempFileGuard&) = delete;
-  void Release() { path_.clear(); }
-
- private:
-  std::string path_;
-};
-
-absl::Status WriteAll(int fd, const void* data, size_t bytes, const std::string& path,
-                      const std::string& tmp) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    // Linux transfers at most ~2 GiB per write(); ask for 1 GiB at a time.
-    size_t chunk = std::min<size_t>(bytes, size_t{1} << 30);
-    ssize_t n = ::write(fd, p, chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(
-          errno, absl::StrCat(path, ": writing temporary file ", tmp, " failed"));
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-std::string DirName(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 }  // namespace
 
@@ -230,44 +172,10 @@ absl::Status WriteSafetensors(const std::string& path,
   uint64_t n = header_text.size();
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(n >> (8 * i));
 
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp =
-      absl::StrCat(path, ".tmp.", ::getpid(), ".", counter.fetch_add(1));
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd.get() < 0) {
-    return absl::ErrnoToStatus(errno,
-                               absl::StrCat(path, ": cannot create temporary file ", tmp));
-  }
-  TempFileGuard guard(tmp);
-  if (absl::Status s = WriteAll(fd.get(), prefix, sizeof(prefix), path, tmp); !s.ok()) return s;
-  if (absl::Status s = WriteAll(fd.get(), header_text.data(), header_text.size(), path, tmp);
-      !s.ok()) {
-    return s;
-  }
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (sizes[i] == 0) continue;
-    if (absl::Status s = WriteAll(fd.get(), tensors[i].data, sizes[i], path, tmp); !s.ok()) {
-      return s;
-    }
-  }
-  // Data must be durable before the rename makes it visible under the final name, or
-  // a crash could leave a complete-looking name over missing blocks.
-  if (::fsync(fd.get()) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": fsync of ", tmp, " failed"));
-  }
-  if (fd.Close() != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": close of ", tmp, " failed"));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::ErrnoToStatus(errno,
-                               absl::StrCat(path, ": renaming ", tmp, " into place failed"));
-  }
-  guard.Release();
-  // Persist the directory entry too. The file is complete either way, so a failure
-  // here (some file systems refuse fsync on directories) is not an error.
-  Fd dir(::open(DirName(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.get() >= 0) ::fsync(dir.get());
-  return absl::OkStatus();
+  std::vector<internal::ByteRange> pieces = {{prefix, sizeof(prefix)},
+                                             {header_text.data(), header_text.size()}};
+  for (size_t i = 0; i < tensors.size(); ++i) pieces.push_back({tensors[i].data, sizes[i]});
+  return internal::WriteFileAtomically(path, pieces);
 }
 
 // ---- Reading --------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "colossus/check.h"
 #include "colossus/data.h"
+#include "file_util.h"
 
 namespace colossus {
 namespace {
@@ -21,60 +22,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "token shards are read in place: little-endian hosts only");
 
-// Owns a file descriptor; closes it on destruction.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now, reporting the error close(2) may carry (a deferred write error on some
-  // file systems); the destructor cannot report it.
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-// Maps errno to the Status code a caller can act on.
-absl::Status ErrnoStatus(int err, const std::string& what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
-absl::Status WriteAll(int fd, const void* data, size_t bytes, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    ssize_t w = ::write(fd, p, bytes);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, absl::StrCat("writing ", path));
-    }
-    // write(2) may return short (signal, quota edge); loop for the rest.
-    p += w;
-    bytes -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
+using internal::ErrnoStatus;
+using internal::Fd;
 
 absl::Status PreadAll(int fd, void* data, size_t bytes, const std::string& path) {
   char* p = static_cast<char*>(data);
@@ -90,31 +39,6 @@ absl::Status PreadAll(int fd, void* data, size_t bytes, const std::string& path)
     offset += r;
     bytes -= static_cast<size_t>(r);
   }
-  return absl::OkStatus();
-}
-
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Writes header + tokens to `tmp` and makes them durable. Leaves cleanup to the caller.
-absl::Status WriteDurable(const std::string& tmp, const int32_t* header,
-                          const uint16_t* tokens, int64_t n) {
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return ErrnoStatus(errno, absl::StrCat("creating ", tmp));
-  if (auto s = WriteAll(fd.get(), header, kTokenShardHeaderBytes, tmp); !s.ok()) return s;
-  if (n > 0) {
-    if (auto s = WriteAll(fd.get(), tokens, static_cast<size_t>(n) * 2, tmp); !s.ok()) {
-      return s;
-    }
-  }
-  // Without fsync before rename, a crash can leave the new name pointing at a file
-  // whose blocks never reached the disk (a zero-filled or empty shard).
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
-  if (fd.Close() != 0) return ErrnoStatus(errno, absl::StrCat("closing ", tmp));
   return absl::OkStatus();
 }
 
@@ -151,23 +75,9 @@ absl::Status WriteTokenShard(const std::string& path, const uint16_t* tokens, in
   header[2] = static_cast<int32_t>(n);
   header[3] = vocab_size;
 
-  const std::string tmp = path + ".tmp";
-  if (absl::Status s = WriteDurable(tmp, header, tokens, n); !s.ok()) {
-    ::unlink(tmp.c_str());  // never leave a partial file behind, under either name
-    return s;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = ErrnoStatus(errno, absl::StrCat("renaming ", tmp, " to ", path));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  // The rename itself lives in the directory: fsync it so the new name survives a crash.
-  const std::string dir = DirName(path);
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() < 0 || ::fsync(dfd.get()) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fsync directory ", dir, " after writing ", path));
-  }
-  return absl::OkStatus();
+  return internal::WriteFileAtomically(
+      path, {{header, static_cast<size_t>(kTokenShardHeaderBytes)},
+             {tokens, static_cast<size_t>(n) * sizeof(uint16_t)}});
 }
 
 namespace {
