@@ -12,7 +12,7 @@
 // interval plus one Store round trip, far below any collective timeout, which is all
 // the diagnosis needs.
 //
-// Backend-neutral: the Gloo backend uses it today, the NCCL backend will too.
+// Backend-neutral: the Gloo and NCCL backends both use it.
 //
 // Thread safety: all methods may be called from any thread. The destructor stops the
 // publisher thread.
