@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -253,12 +254,14 @@ TEST_F(NcclSingleRank, AbortFromAnotherThreadFailsLaterCallsWithAborted) {
 }
 
 // The watchdog on one GPU: the stream is held by a host function that sleeps longer
-// than the operation's timeout, so the all-reduce behind it cannot finish in time.
+// than the operation's timeout, so the all-reduce queued behind it cannot finish in
+// time. (Declared last: the abort leaves an NCCL kernel queued behind the host
+// function, and should that kernel fault, the CUDA context is gone for later tests.)
 TEST_F(NcclSingleRank, WatchdogFailsAStuckOperationNamingOpAndSeq) {
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   ASSERT_EQ(cudaLaunchHostFunc(
-                stream, [](void*) { std::this_thread::sleep_for(std::chrono::seconds(2)); },
+                stream, [](void*) { std::this_thread::sleep_for(std::chrono::seconds(3)); },
                 nullptr),
             cudaSuccess);
   DeviceBuffer buf(4096);
@@ -271,14 +274,24 @@ TEST_F(NcclSingleRank, WatchdogFailsAStuckOperationNamingOpAndSeq) {
   absl::Status early = w.Wait(absl::Milliseconds(10));
   EXPECT_EQ(early.code(), absl::StatusCode::kDeadlineExceeded) << early;
   EXPECT_NE(early.message().find("still running"), std::string::npos) << early;
+  EXPECT_TRUE(comm_->Health().ok()) << "a caller's short wait must not break the communicator";
   absl::Status s = w.Wait();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  const absl::Duration took = absl::Now() - start;
+  // The failure is reported at the op's timeout (300 ms) plus the abort. Whether
+  // ncclCommAbort waits for the device (the queued kernel behind the 3 s host function)
+  // is NCCL's business; recorded here so that a GPU run shows it.
+  RecordProperty("watchdog_report_ms", static_cast<int>(absl::ToInt64Milliseconds(took)));
+  std::printf("watchdog reported after %s\n", absl::FormatDuration(took).c_str());
+  EXPECT_LT(took, absl::Seconds(10));
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_NE(s.message().find("nccl all_reduce"), std::string::npos) << s;
   EXPECT_NE(s.message().find(absl::StrCat("seq ", comm_->last_seq())), std::string::npos) << s;
   EXPECT_NE(s.message().find("group 'world'"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("arrive"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("every rank arrived"), std::string::npos) << s;
   EXPECT_EQ(comm_->Health().code(), absl::StatusCode::kDeadlineExceeded);
+  // Later operations fail at once with the first error.
+  Work after = comm_->Barrier();
+  EXPECT_EQ(after.Wait().code(), absl::StatusCode::kDeadlineExceeded) << after.Wait();
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
 }
