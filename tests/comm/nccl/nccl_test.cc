@@ -112,6 +112,48 @@ TEST(NcclAvailability, NoGpuIsUnavailableAndBadDeviceIsInvalid) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
+// Init deadlines on one GPU: a group of 2 where only one rank shows up.
+class NcclInitDeadline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<int> devices = NcclDeviceCount();
+    if (!devices.ok()) GTEST_SKIP() << "no CUDA device: " << devices.status().message();
+  }
+  static NcclOptions Short() {
+    NcclOptions o;
+    o.comm.init_timeout = absl::Seconds(2);
+    return o;
+  }
+};
+
+TEST_F(NcclInitDeadline, RankWithoutRankZeroNamesTheStoreKey) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Communicator>> c =
+      CreateNcclCommunicator(std::make_shared<InMemoryStore>(), 1, 2, Short());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDeadlineExceeded) << c.status();
+  EXPECT_NE(c.status().message().find("nccl/unique_id"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("rank 1 of 2"), std::string::npos) << c.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+// Rank 0 publishes the id and starts NCCL's init, which waits for rank 1 forever: the
+// non-blocking init is polled to the deadline, aborted, and reported.
+TEST_F(NcclInitDeadline, InitWithoutPeerIsAbortedAtTheDeadline) {
+  auto store = std::make_shared<InMemoryStore>();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Communicator>> c = CreateNcclCommunicator(store, 0, 2, Short());
+  const absl::Duration took = absl::Now() - start;
+  RecordProperty("init_abort_ms", static_cast<int>(absl::ToInt64Milliseconds(took)));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDeadlineExceeded) << c.status();
+  EXPECT_NE(c.status().message().find("rank 0 of 2"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("nccl/unique_id"), std::string::npos) << c.status();
+  EXPECT_TRUE(store->Get("nccl/unique_id").ok()) << "rank 0 did not publish the id";
+  EXPECT_GE(took, absl::Seconds(2));
+  EXPECT_LT(took, absl::Seconds(20)) << "ncclCommAbort of a pending init took too long";
+}
+
 class NcclSingleRank : public ::testing::Test {
  protected:
   void SetUp() override {
