@@ -32,6 +32,7 @@ std::string StepRecordJson(const StepRecord& r) {
                       {"lr", r.lr},             {"grad_norm", r.grad_norm},
                       {"tokens_per_s", r.tokens_per_s}, {"step_ms", r.step_ms},
                       {"elapsed_s", r.elapsed_s}};
+  if (r.mfu >= 0) j["mfu"] = r.mfu;
   return j.dump();
 }
 
@@ -49,10 +50,11 @@ ProgressPrinter::ProgressPrinter(int64_t every, std::FILE* out)
 void ProgressPrinter::Step(const StepRecord& r) {
   const int64_t done = r.step + 1;
   const double eta = done > 0 ? r.elapsed_s / done * (r.total_steps - done) : 0.0;
+  const std::string mfu = r.mfu >= 0 ? absl::StrFormat(" | MFU %.1f%%", 100.0 * r.mfu) : "";
   const std::string figures = absl::StrFormat(
-      "step %*d/%d | loss %.4f | lr %.2e | norm %.3f | %.1fk tok/s | %.0f ms/step | %s elapsed, ETA %s",
+      "step %*d/%d | loss %.4f | lr %.2e | norm %.3f | %.1fk tok/s%s | %.0f ms/step | %s elapsed, ETA %s",
       static_cast<int>(std::to_string(r.total_steps).size()), done, r.total_steps, r.loss, r.lr,
-      r.grad_norm, r.tokens_per_s / 1e3, r.step_ms, FormatDuration(r.elapsed_s),
+      r.grad_norm, r.tokens_per_s / 1e3, mfu, r.step_ms, FormatDuration(r.elapsed_s),
       FormatDuration(eta));
   if (tty_) {
     constexpr int kWidth = 20;

@@ -86,6 +86,7 @@ const std::map<std::string, Setter>& Setters() {
     num("sample.temperature", [](TrainConfig& c) -> float& { return c.sample_temperature; });
     str("runtime.device", [](TrainConfig& c) -> std::string& { return c.device; });
     num("runtime.threads", [](TrainConfig& c) -> int& { return c.threads; });
+    num("runtime.peak_tflops", [](TrainConfig& c) -> float& { return c.peak_tflops; });
     str("output.dir", [](TrainConfig& c) -> std::string& { return c.output_dir; });
     num("output.log_every", [](TrainConfig& c) -> int64_t& { return c.log_every; });
     return t;
@@ -126,6 +127,9 @@ absl::Status TrainConfig::Validate() const {
     return bad(absl::StrFormat("sample.temperature = %g: must be > 0", sample_temperature));
   }
   if (threads < 0) return bad(absl::StrFormat("runtime.threads = %d: must be >= 0", threads));
+  if (!(peak_tflops >= 0)) {
+    return bad(absl::StrFormat("runtime.peak_tflops = %g: must be >= 0 (0: by GPU name)", peak_tflops));
+  }
   if (log_every <= 0) return bad(absl::StrFormat("output.log_every = %d: must be >= 1", log_every));
   return absl::OkStatus();
 }

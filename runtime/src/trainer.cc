@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "colossus/device.h"
 #include "colossus/generate.h"
+#include "colossus/mfu.h"
 #include "colossus/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -50,6 +51,8 @@ absl::Status Trainer::Init() {
   if (!backend.ok()) return backend.status();
   backend_ = std::move(backend->backend);
   backend_why_ = backend->why;
+  flops_per_token_ = ModelFlopsPerToken(c.model, c.seq_len);
+  peak_flops_ = c.peak_tflops > 0 ? 1e12 * c.peak_tflops : PeakBf16Flops(backend_->Describe());
   auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len);
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
@@ -138,6 +141,13 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   progress_->Line(absl::StrFormat(
       "colossus: train %d tokens (%d windows)%s", train_->num_tokens(), train_->num_windows(),
       val_ ? absl::StrFormat(", val %d tokens", val_->num_tokens()) : ""));
+  if (peak_flops_ > 0) {
+    progress_->Line(absl::StrFormat(
+        "colossus: %s; N = %d, L = %d, C = %d, T = %d: %.4g GFLOPs/token; peak %.0f TFLOP/s (%s)",
+        kMfuFormula, c.model.NumParameters(), c.model.n_layer, c.model.n_embd, T,
+        flops_per_token_ / 1e9, peak_flops_ / 1e12,
+        c.peak_tflops > 0 ? "runtime.peak_tflops" : "by GPU name"));
+  }
   if (val_) {
     summary.unigram_val_loss = UnigramValLoss();
     progress_->Line(absl::StrFormat("colossus: unigram baseline val loss %.4f (a model that knows only token frequencies)",
@@ -158,6 +168,9 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       loss += *l / c.grad_accum;
     }
     const StepStats stats = optimizer_->Step(step);
+    // On CUDA the AdamW kernels are still queued (the gradient norm was read back before
+    // them): wait, so that the step time (and MFU) is the device's. A no-op on the CPU.
+    backend_->Synchronize();
     const auto t1 = Clock::now();
     if (!std::isfinite(loss)) {
       return absl::InternalError(absl::StrFormat(
@@ -173,6 +186,7 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     r.step_ms = Seconds(t0, t1) * 1e3;
     r.tokens_per_s = tokens_per_step / Seconds(t0, t1);
     r.elapsed_s = Seconds(start, t1);
+    r.mfu = Mfu(flops_per_token_, r.tokens_per_s, peak_flops_);
     log_->Write(StepRecordJson(r));
     progress_->Step(r);
     if (step == first_step) summary.first_loss = r.loss;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "colossus/mfu.h"
 #include "colossus/weights.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -78,6 +79,7 @@ TEST(Trainer, TrainsLogsEvaluatesAndSavesWeights) {
     if (j.contains("loss")) {
       EXPECT_EQ(j["step"], steps);
       EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+      EXPECT_FALSE(j.contains("mfu")) << "no MFU on the CPU";
       ++steps;
     }
   }
@@ -120,6 +122,50 @@ TEST(Trainer, MissingDataIsAClearError) {
   auto t = Trainer::Create(c);
   ASSERT_FALSE(t.ok());
   EXPECT_THAT(t.status().message(), ::testing::HasSubstr("nothing_here_*.bin"));
+}
+
+// Worked by hand for GPT-2 124M (Vp 50304) at T = 1024: N = 50304*768 (wte) + 1024*768
+// (wpe) + 12 * 7,087,872 (a block: two LayerNorms 2*1536, qkv 1,771,776, attn proj
+// 590,592, fc 2,362,368, mlp proj 2,360,064) + 1536 (ln_f) = 124,475,904;
+// 6N = 746,855,424; 6*L*C*T = 6*12*768*1024 = 56,623,104; total 803,478,528.
+TEST(Mfu, Gpt2SmallFlopsPerTokenByHand) {
+  const GPTConfig c = *GPTPreset("gpt2-124m");
+  EXPECT_EQ(c.NumParameters(), 124475904);
+  EXPECT_DOUBLE_EQ(ModelFlopsPerToken(c, 1024), 803478528.0);
+  // The attention term follows T; 6N does not.
+  EXPECT_DOUBLE_EQ(ModelFlopsPerToken(c, 512), 746855424.0 + 56623104.0 / 2);
+}
+
+TEST(Mfu, AgainstThePeakOfTheGpuByName) {
+  const GPTConfig c = *GPTPreset("gpt2-124m");
+  const double h100 = PeakBf16Flops("cuda:0 (NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB)");
+  EXPECT_DOUBLE_EQ(h100, 989e12);
+  EXPECT_DOUBLE_EQ(PeakBf16Flops("cuda:0 (NVIDIA H200, sm_90, 132 SMs)"), 989e12);
+  EXPECT_DOUBLE_EQ(PeakBf16Flops("cuda:1 (NVIDIA A100-SXM4-80GB, sm_80)"), 312e12);
+  EXPECT_EQ(PeakBf16Flops("cuda:0 (NVIDIA L4, sm_89)"), 0.0);
+  EXPECT_EQ(PeakBf16Flops("cpu (2 threads, OpenBLAS 0.3.21)"), 0.0);
+  // The target: 550K tokens/s on an H100 is 44.7% MFU.
+  EXPECT_NEAR(Mfu(ModelFlopsPerToken(c, 1024), 550e3, h100), 803478528.0 * 550e3 / 989e12, 1e-12);
+  EXPECT_NEAR(Mfu(ModelFlopsPerToken(c, 1024), 550e3, h100), 0.4468, 1e-4);
+  EXPECT_LT(Mfu(ModelFlopsPerToken(c, 1024), 550e3, 0.0), 0) << "no peak, no MFU";
+}
+
+TEST(Mfu, JsonLineCarriesMfuOnlyWhenKnown) {
+  StepRecord r;
+  r.tokens_per_s = 1000;
+  EXPECT_FALSE(nlohmann::json::parse(StepRecordJson(r)).contains("mfu"));
+  r.mfu = 0.45;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(StepRecordJson(r))["mfu"].get<double>(), 0.45);
+}
+
+TEST(Mfu, PeakTflopsIsAConfigKey) {
+  TrainConfig c;
+  EXPECT_EQ(c.peak_tflops, 0.0f);
+  ASSERT_TRUE(ApplyOverride(&c, "runtime.peak_tflops=756").ok());
+  EXPECT_EQ(c.peak_tflops, 756.0f);
+  c.train_data = "x_*.bin";
+  c.peak_tflops = -1;
+  EXPECT_THAT(c.Validate().message(), ::testing::HasSubstr("runtime.peak_tflops"));
 }
 
 }  // namespace

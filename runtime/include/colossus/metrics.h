@@ -19,6 +19,7 @@ struct StepRecord {
   double tokens_per_s = 0.0;
   double step_ms = 0.0;
   double elapsed_s = 0.0;
+  double mfu = -1.0;        // model FLOPs utilisation (0.45 = 45%, mfu.h); < 0: unknown, not shown
 };
 
 // Appends one JSON object per line to a file; every line is flushed so a crash loses
@@ -37,11 +38,14 @@ class JsonLinesWriter {
   std::FILE* file_;
 };
 
+// {"step":..,"loss":..,"lr":..,"grad_norm":..,"tokens_per_s":..,"step_ms":..,
+//  "elapsed_s":..} plus "mfu" (a fraction) when r.mfu >= 0.
 std::string StepRecordJson(const StepRecord& r);
 
 // Console progress on `out` (stderr by default). On a TTY it redraws one status line
-// ("[#####.....] step 120/500 loss 2.134 | 41.2k tok/s | ETA 1m12s"); elsewhere (CI, a
-// log file) it prints a full line every `every` steps and on the last step.
+// ("[#####.....] step 120/500 loss 2.134 | 41.2k tok/s | ETA 1m12s"; "| MFU 45.1%" after
+// the tokens/s when the record has one); elsewhere (CI, a log file) it prints a full line
+// every `every` steps and on the last step.
 class ProgressPrinter {
  public:
   explicit ProgressPrinter(int64_t every, std::FILE* out = stderr);

@@ -8,7 +8,7 @@
 //   optimizer: {lr, min_lr, warmup_steps, total_steps, beta1, beta2, eps, weight_decay, grad_clip}
 //   eval:      {every, batches}
 //   sample:    {every, tokens, prompt, temperature}
-//   runtime:   {device: auto | cpu | cuda, threads}
+//   runtime:   {device: auto | cpu | cuda, threads, peak_tflops}
 //   output:    {dir, log_every}
 #pragma once
 
@@ -40,6 +40,10 @@ struct TrainConfig {
   float sample_temperature = 0.8f;
   std::string device = "auto";
   int threads = 0;                 // CPU threads, 0 = OpenMP default
+  // The device's dense bf16 peak for MFU (mfu.h), in TFLOP/s; 0 = look it up by GPU name
+  // (H100, H200 989; A100 312), and no MFU on a CPU or an unknown GPU. A value > 0 is
+  // used whatever the device.
+  float peak_tflops = 0.0f;
   std::string output_dir = "runs/default";
   int64_t log_every = 10;          // a log line every k steps when not on a TTY
 

@@ -6,6 +6,10 @@
 // (progress bar on a TTY) and to <output_dir>/metrics.jsonl; evaluates validation loss
 // and samples text periodically; writes <output_dir>/model.safetensors at the end.
 //
+// MFU (mfu.h): on a GPU whose dense bf16 peak is known (runtime.peak_tflops, or looked
+// up by name), Run prints the formula and the peak once at the start and reports MFU in
+// every progress line and metrics.jsonl line ("mfu"); elsewhere MFU is omitted.
+//
 // Sample g of the run (g = step * batch_size * grad_accum + micro * batch_size + row)
 // is DataLoader sample g, a pure function of (seed, g): a run restarted at step s
 // continues the exact stream.
@@ -73,6 +77,8 @@ class Trainer {
   std::unique_ptr<JsonLinesWriter> log_;
   std::unique_ptr<ProgressPrinter> progress_;
   std::vector<int32_t> inputs_, targets_;
+  double flops_per_token_ = 0.0;  // ModelFlopsPerToken(model, seq_len)
+  double peak_flops_ = 0.0;       // 0: unknown, no MFU
 };
 
 }  // namespace colossus
