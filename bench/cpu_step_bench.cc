@@ -1,11 +1,17 @@
 // colossus-cpu-bench: the time of one training step (forward, backward, AdamW with
-// global-norm clipping) of a fixed GPT on the CPU backend.
+// global-norm clipping) of a fixed GPT on the CPU backend, or with --device cuda|auto on
+// the CUDA backend (the name stays for the scripts that call it).
 //
 // Prints the median and minimum over --steps timed steps after --warmup untimed ones,
 // tokens per second, and one JSON line (also to --json). With --save-inputs DIR it
 // first writes the weights and the batch in the layout tests/torch_ref/gpt_reference.py
 // reads, so bench/torch_step.py times PyTorch on exactly the same problem;
 // bench/run_cpu_bench.sh runs both, interleaved, and prints the ratio.
+//
+// On CUDA every phase, and so every step, ends with a device synchronize before the
+// clock is read, and the program also prints MFU (runtime/include/colossus/mfu.h) where
+// the GPU's peak is known (or given with --peak-tflops); bench/gpu/run_gpt2_step_bench.sh
+// runs it against bench/gpu/gpt2_step_torch.py (torch.compile, bf16 autocast).
 //
 // Threads: --threads N sets the CPU backend's OpenMP threads; run with
 // OMP_NUM_THREADS=N too so that OpenBLAS (the OpenMP build) uses the same count.
@@ -24,7 +30,9 @@
 
 #include "CLI/CLI.hpp"
 #include "colossus/config.h"
+#include "colossus/device.h"
 #include "colossus/kernels/backend.h"
+#include "colossus/mfu.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
 #include "colossus/safetensors.h"
@@ -35,6 +43,8 @@ namespace {
 
 struct Options {
   std::string preset = "bench";
+  std::string device = "cpu";
+  double peak_tflops = 0;  // 0: by GPU name (mfu.h)
   int batch = 8;
   int seq = 0;  // 0: the preset's block_size
   int threads = 1;
@@ -90,7 +100,12 @@ int Run(const Options& opt) {
   }
   const int B = opt.batch;
   const int T = opt.seq > 0 ? opt.seq : config->block_size;
-  std::unique_ptr<kernels::Backend> backend = kernels::MakeCpuBackend(opt.threads);
+  absl::StatusOr<BackendChoice> choice = CreateBackend(opt.device, opt.threads);
+  if (!choice.ok()) {
+    std::cerr << choice.status() << "\n";
+    return 2;
+  }
+  std::unique_ptr<kernels::Backend> backend = std::move(choice->backend);
   absl::StatusOr<std::unique_ptr<GPT>> model = GPT::Create(*config, backend.get(), B, T);
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
@@ -174,6 +189,10 @@ int Run(const Options& opt) {
   const double median = Median(times_ms);
   const double min = times_ms.empty() ? 0.0 : *std::min_element(times_ms.begin(), times_ms.end());
   const double tokens_per_s = median > 0 ? 1000.0 * B * T / median : 0.0;
+  const double flops_per_token = ModelFlopsPerToken(*config, T);
+  const double peak =
+      opt.peak_tflops > 0 ? 1e12 * opt.peak_tflops : PeakBf16Flops(backend->Describe());
+  const double mfu = Mfu(flops_per_token, tokens_per_s, peak);
 
   std::printf("colossus  %s B%d T%d  %s\n", config->DebugString().c_str(), B, T,
               backend->Describe().c_str());
@@ -182,6 +201,10 @@ int Run(const Options& opt) {
               median, min, opt.steps, opt.warmup, tokens_per_s, first_loss);
   std::printf("  phases (median): forward %.1f ms, backward %.1f ms, optimizer %.1f ms\n",
               Median(fwd_ms), Median(bwd_ms), Median(opt_ms));
+  if (mfu >= 0) {
+    std::printf("  MFU %.1f%%: %s; %.4g GFLOPs/token, peak %.0f TFLOP/s\n", 100.0 * mfu,
+                kMfuFormula, flops_per_token / 1e9, peak / 1e12);
+  }
 
   std::ostringstream json;
   json << std::setprecision(9) << "{\"impl\":\"colossus\",\"config\":" << JsonString(config->DebugString())
@@ -191,6 +214,10 @@ int Run(const Options& opt) {
        << ",\"tokens_per_s\":" << tokens_per_s << ",\"first_loss\":" << first_loss
        << ",\"forward_ms\":" << Median(fwd_ms) << ",\"backward_ms\":" << Median(bwd_ms)
        << ",\"optimizer_ms\":" << Median(opt_ms)
+       << ",\"device\":" << JsonString(opt.device)
+       << ",\"flops_per_token\":" << flops_per_token;
+  if (mfu >= 0) json << ",\"peak_flops\":" << peak << ",\"mfu\":" << mfu;
+  json
        << ",\"times_ms\":[";
   for (size_t i = 0; i < times_ms.size(); ++i) json << (i ? "," : "") << times_ms[i];
   json << "],\"blas\":[";
@@ -214,8 +241,11 @@ int Run(const Options& opt) {
 
 int main(int argc, char** argv) {
   colossus::Options opt;
-  CLI::App app{"One GPT training step (forward, backward, AdamW) on the CPU backend"};
+  CLI::App app{"One GPT training step (forward, backward, AdamW) on the CPU or CUDA backend"};
   app.add_option("--preset", opt.preset, "model preset (config.h)");
+  app.add_option("--device", opt.device, "cpu, cuda, cuda:N or auto (colossus/device.h)");
+  app.add_option("--peak-tflops", opt.peak_tflops,
+                 "dense bf16 peak for MFU (0: by GPU name; none on the CPU)");
   app.add_option("--batch", opt.batch, "sequences per step")->check(CLI::PositiveNumber);
   app.add_option("--seq", opt.seq, "tokens per sequence (0: the preset's block_size)");
   app.add_option("--threads", opt.threads, "CPU backend threads (set OMP_NUM_THREADS too)");

@@ -15,7 +15,9 @@
 #   lib/          their non-system shared libraries (LD_LIBRARY_PATH=lib)
 #   lib-fallback/ this machine's libstdc++ and libgcc_s, used only when the host's are
 #                 older than the programs need
-#   share/        data files the programs read (the attention benchmark's torch script)
+#   share/        data files and scripts the programs need (the attention benchmark's
+#                 torch script; the GPT-2 step benchmark's runner, torch side and
+#                 tests/torch_ref/gpt_reference.py)
 #   MANIFEST      commit, build, and the libraries the GPU host must provide itself:
 #                 the driver's libcuda.so.1 and CUDA 13's libcublasLt.so.13 (~500 MB, in
 #                 every CUDA 13 toolkit and in the nvidia-cublas wheel, so not shipped)
@@ -96,6 +98,11 @@ done
 (( missing == 0 )) || exit 1
 
 cp bench/gpu/attention_torch.py "$stage/share/" 2>/dev/null || echo "note: bench/gpu/attention_torch.py absent"
+# The GPT-2 step benchmark (gpu-check's gpt2-bench phase): the runner, the torch.compile
+# side, and the reference model it imports (found beside it).
+for f in bench/gpu/run_gpt2_step_bench.sh bench/gpu/gpt2_step_torch.py tests/torch_ref/gpt_reference.py; do
+  cp "$f" "$stage/share/" 2>/dev/null || echo "note: $f absent"
+done
 
 cublaslt_soname=$(objdump -p "$stage/bin/colossus_cuda_test" 2>/dev/null | awk '/NEEDED/ && /libcublasLt/ {print $2}')
 glibcxx_needed=$(for f in "$stage"/bin/* "$stage"/lib/*; do objdump -T "$f" 2>/dev/null; done |

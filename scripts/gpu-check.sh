@@ -23,14 +23,16 @@
 #
 # Phases (default: all, in this order): info, tests (the gpu-labelled binaries),
 # bench, sanitizer, other-tests (the other test binaries: the CPU reference, the runtime,
-# whose device tests take the GPU when there is one, and comm).
+# whose device tests take the GPU when there is one, and comm), gpt2-bench (GPT-2 124M,
+# B16 T1024, one training step, ours against torch.compile, with MFU:
+# bench/gpu/run_gpt2_step_bench.sh; last, so a full run within one call may find no
+# time left for it: then run `scripts/gpu-check.sh info gpt2-bench` on its own).
 #
 # Outputs, in $OUT (default ./gpu-check-out): gpu-report.md, gpu-report.json and
 # gpu-check-logs.tar.gz (every log and gtest JSON). The report is rewritten after every
 # phase, so a run cut short still reports what it finished.
 #
-# Not here yet: the GPT-2 124M training-step benchmark against torch.compile and the
-# non-GEMM share of a step: they need the model on compute_dtype (the runtime's part).
+# Not here yet: the non-GEMM share of a step (needs a per-kernel profile of one step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -43,7 +45,7 @@ B=$(mktemp -d /tmp/colossus-bundle.XXXXXX)
 start=$SECONDS
 
 phases=("$@")
-[[ ${#phases[@]} -gt 0 ]] || phases=(info tests bench sanitizer other-tests)
+[[ ${#phases[@]} -gt 0 ]] || phases=(info tests bench sanitizer other-tests gpt2-bench)
 
 log() { echo "[gpu-check $(( SECONDS - start ))s] $*" | tee -a "$logs/gpu-check.log"; }
 left() { echo $(( budget - (SECONDS - start) )); }
@@ -86,7 +88,7 @@ def status(name):
 
 report = {"generated_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
           "manifest": {}, "gpu": {}, "software": {}, "tests": [], "sanitizer": [],
-          "kernel_bench": None, "attention_bench": None, "notes": []}
+          "kernel_bench": None, "attention_bench": None, "gpt2_step_bench": None, "notes": []}
 for line in read("MANIFEST").splitlines():
     if ": " in line:
         k, v = line.split(": ", 1)
@@ -150,8 +152,18 @@ if report["kernel_bench"] is None and status("kernel-bench") not in (None, "0"):
 if status("attention-bench") is not None:
     report["attention_bench"] = {"exit": status("attention-bench"),
                                  "output": read("attention-bench.log")[-6000:]}
-report["notes"].append("GPT-2 124M step vs torch.compile, MFU and the non-GEMM share of a step: "
-                       "not measured yet (the model is not on compute_dtype yet).")
+gb = os.path.join(logs, "gpt2-step-bench.json")
+if os.path.exists(gb):
+    try:
+        report["gpt2_step_bench"] = json.load(open(gb))
+    except Exception as e:
+        report["gpt2_step_bench"] = {"error": str(e)}
+if status("gpt2-step-bench") is not None:
+    if report["gpt2_step_bench"] is None:
+        report["gpt2_step_bench"] = {}
+    report["gpt2_step_bench"]["exit"] = status("gpt2-step-bench")
+    report["gpt2_step_bench"]["output"] = read("gpt2-step-bench.log")[-4000:]
+report["notes"].append("The non-GEMM share of a training step's GPU time: not measured yet.")
 
 json.dump(report, open(os.path.join(out, "gpu-report.json"), "w"), indent=2)
 
@@ -198,6 +210,23 @@ elif k:
 if report["attention_bench"]:
     md += ["", "## Attention benchmark (ours vs PyTorch SDPA flash), exit %s" % report["attention_bench"]["exit"], "", "```",
            report["attention_bench"]["output"].strip(), "```"]
+gs = report["gpt2_step_bench"]
+if gs:
+    md += ["", "## GPT-2 124M training step, ours vs torch.compile (exit %s)" % gs.get("exit"), ""]
+    if "ours" in gs:
+        md += ["%s, B%s T%s, bf16; %s. MFU = (6N + 6*L*C*T) FLOPs/token x tokens/s / peak dense bf16 "
+               "(%s TFLOP/s). Targets: speed-up >= 1.1, MFU >= 45%%." % (
+                   gs.get("config"), gs.get("B"), gs.get("T"), gs.get("backend"),
+                   "%.0f" % (gs["peak_flops"] / 1e12) if gs.get("peak_flops") else "unknown"), "",
+               "| impl | median ms | tokens/s | MFU |", "| --- | --- | --- | --- |"]
+        for impl in ("ours", "torch"):
+            r = gs.get(impl)
+            if r:
+                md.append("| %s | %.1f | %.0f | %s |" % (impl, r["median_ms"], r["tokens_per_s"],
+                                                       "%.1f%%" % (100 * r["mfu"]) if "mfu" in r else "-"))
+        if "speedup_ours_over_torch" in gs:
+            md += ["", "Speed-up ours / torch: **%.3f**" % gs["speedup_ours_over_torch"]]
+    md += ["", "```", gs.get("output", "").strip()[-3000:], "```"]
 md += ["", "## Not measured yet", ""] + ["- " + n for n in report["notes"]]
 skipped = [os.path.basename(p)[:-7] for p in glob.glob(os.path.join(logs, "*.status")) if read(os.path.basename(p)).strip() == "skipped"]
 if skipped:
@@ -312,8 +341,15 @@ PY
           "$B/bin/colossus_cuda_test" --gtest_filter="$filter"
       fi
       ;;
+    gpt2-bench)
+      # Ours (colossus-cpu-bench --device cuda) and torch.compile, interleaved, 2 rounds
+      # each; torch's first step compiles (a minute or more without a warm cache).
+      step gpt2-step-bench 420 env COLOSSUS_BENCH="$B/bin/colossus-cpu-bench" \
+        TORCH_STEP="$B/share/gpt2_step_torch.py" bash "$B/share/run_gpt2_step_bench.sh" \
+        -r 2 -w 5 -s 20 -o "$logs/gpt2-step-bench.json"
+      ;;
     *)
-      echo "unknown phase '$phase' (info, tests, bench, sanitizer, other-tests)" >&2
+      echo "unknown phase '$phase' (info, tests, bench, sanitizer, other-tests, gpt2-bench)" >&2
       exit 2
       ;;
   esac
