@@ -301,7 +301,7 @@ PY
       log "GPU: $(sed -n 2p "$logs/nvidia-smi-query.csv")"
       ;;
     tests)
-      for exe in "$B"/bin/colossus_cuda_test "$B"/bin/colossus_comm_nccl_test; do
+      for exe in "$B"/bin/colossus_cuda_test "$B"/bin/colossus_cuda_train_test "$B"/bin/colossus_comm_nccl_test; do
         [[ -x "$exe" ]] || continue
         n=$(basename "$exe")
         step "test-$n" 300 "$exe" --gtest_output="json:$logs/test-$n.json"
@@ -310,7 +310,7 @@ PY
     other-tests)
       for exe in "$B"/bin/*_test; do
         n=$(basename "$exe")
-        [[ "$n" == colossus_cuda_test || "$n" == colossus_comm_nccl_test ]] && continue
+        [[ "$n" == colossus_cuda_test || "$n" == colossus_cuda_train_test || "$n" == colossus_comm_nccl_test ]] && continue
         step "test-$n" 240 "$exe" --gtest_output="json:$logs/test-$n.json"
       done
       ;;

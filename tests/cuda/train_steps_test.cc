@@ -1,0 +1,165 @@
+// Training on the GPU tracks the CPU reference (issue 3: "20 training steps on the GPU
+// track the CPU reference's losses within 1e-2 relative"), and asking for a GPU where
+// there is none is a clear error, not a crash or a silent CPU run.
+//
+// The same small GPT (L2 H4 C128 T64 V256), initialised from one seed, trains for 20
+// AdamW steps on 20 fixed batches on the CPU backend (f32 throughout) and on the CUDA
+// backend (bf16 activations and compute weights, f32 master weights, moments and
+// gradients); the losses must agree within 1e-2 relative at every step. Without a GPU
+// the comparison skips with MakeCudaBackend's error.
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "colossus/data.h"
+#include "colossus/kernels/backend.h"
+#include "colossus/kernels/cuda_backend.h"
+#include "colossus/kernels/cuda_device.h"
+#include "colossus/model.h"
+#include "colossus/optimizer.h"
+#include "colossus/trainer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace colossus {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kSteps = 20;
+constexpr int kB = 4;
+constexpr int kT = 64;
+
+GPTConfig SmallGpt() {
+  GPTConfig c;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_embd = 128;
+  c.block_size = kT;
+  c.vocab_size = 256;
+  return c;
+}
+
+// 20 batches of sequences with structure a small model learns within 20 steps (each
+// token a fixed function of the one before, from a random start), so the losses fall
+// and a GPU that trains differently (a wrong gradient, a stale bf16 weight copy) drifts
+// away from the CPU instead of sharing its plateau at log(V).
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+};
+std::vector<Batch> FixedBatches(int V) {
+  std::mt19937_64 rng(20261122);
+  std::uniform_int_distribution<int32_t> start(0, V - 1);
+  std::vector<Batch> batches(kSteps);
+  for (Batch& b : batches) {
+    b.tokens.resize(kB * kT);
+    b.targets.resize(kB * kT);
+    for (int r = 0; r < kB; ++r) {
+      int32_t x = start(rng);
+      for (int t = 0; t < kT; ++t) {
+        b.tokens[r * kT + t] = x;
+        x = (x * 37 + 11) % V;
+        b.targets[r * kT + t] = x;
+      }
+    }
+  }
+  return batches;
+}
+
+// The losses of kSteps steps (forward, backward, clipping, AdamW at lr 1e-3 constant)
+// on `backend`, or an empty vector after a test failure.
+std::vector<float> TrainLosses(kernels::Backend* backend) {
+  const GPTConfig config = SmallGpt();
+  auto model = GPT::Create(config, backend, kB, kT);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {};
+  (*model)->InitWeights(1234);
+  OptimizerConfig oc;
+  oc.lr = 1e-3f;
+  oc.warmup_steps = 0;
+  oc.total_steps = 0;  // constant lr
+  auto adamw = AdamW::Create(oc, model->get());
+  EXPECT_TRUE(adamw.ok()) << adamw.status();
+  if (!adamw.ok()) return {};
+  std::vector<float> losses;
+  for (const Batch& b : FixedBatches(config.vocab_size)) {
+    (*model)->ZeroGrad();
+    auto loss = (*model)->Forward(b.tokens.data(), b.targets.data(), kB, kT);
+    EXPECT_TRUE(loss.ok()) << loss.status();
+    if (!loss.ok()) return {};
+    (*model)->Backward();
+    (*adamw)->Step(static_cast<int64_t>(losses.size()));
+    losses.push_back(*loss);
+  }
+  backend->Synchronize();
+  return losses;
+}
+
+// The CPU half of the comparison, everywhere: the reference run learns the batches'
+// pattern, so the GPU test below compares a falling curve, not a plateau.
+TEST(CudaTrainSteps, CpuReferenceLearns) {
+  std::unique_ptr<kernels::Backend> cpu = kernels::MakeCpuBackend(2);
+  const std::vector<float> ref = TrainLosses(cpu.get());
+  ASSERT_EQ(ref.size(), static_cast<size_t>(kSteps));
+  EXPECT_NEAR(ref.front(), std::log(256.0f), 0.3f) << "a fresh model is near uniform";
+  EXPECT_LT(ref.back(), ref.front() - 0.5f);
+}
+
+TEST(CudaTrainSteps, TwentyStepsTrackTheCpuLossesWithin1e2) {
+  auto cuda = kernels::MakeCudaBackend(0);
+  if (!cuda.ok()) GTEST_SKIP() << "no CUDA device: " << cuda.status().message();
+  ASSERT_EQ((*cuda)->compute_dtype(), kernels::DType::kBF16) << "the test is of bf16 training";
+  std::unique_ptr<kernels::Backend> cpu = kernels::MakeCpuBackend(2);
+
+  const std::vector<float> ref = TrainLosses(cpu.get());
+  const std::vector<float> gpu = TrainLosses(cuda->get());
+  ASSERT_EQ(ref.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(gpu.size(), static_cast<size_t>(kSteps));
+  // The run must learn, or agreeing would say little.
+  EXPECT_LT(ref.back(), ref.front() - 0.5f) << "the CPU run did not learn the pattern";
+  for (int s = 0; s < kSteps; ++s) {
+    ASSERT_TRUE(std::isfinite(gpu[s])) << "step " << s;
+    EXPECT_LE(std::fabs(gpu[s] - ref[s]), 1e-2 * std::fabs(ref[s]))
+        << "step " << s << ": CUDA loss " << gpu[s] << ", CPU loss " << ref[s] << " ("
+        << (*cuda)->Describe() << ")";
+  }
+}
+
+// Runs everywhere: without a GPU, the trainer with runtime.device = cuda must refuse at
+// Create with Unavailable and a message that names the device and the CUDA error
+// (ProbeCudaDevices' reason), never fall back to the CPU.
+TEST(CudaTrainSteps, TrainerRefusesDeviceCudaWithoutAGpu) {
+  const kernels::CudaProbe probe = kernels::ProbeCudaDevices();
+  if (!probe.devices.empty()) {
+    GTEST_SKIP() << "a GPU is present (" << probe.devices[0].name
+                 << "): --device cuda is accepted here";
+  }
+  ASSERT_FALSE(probe.reason.empty());
+  const std::string dir = ::testing::TempDir() + "/train_steps_no_gpu";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::vector<uint16_t> tokens(4096);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>(i % 200);
+  ASSERT_TRUE(WriteTokenShard(dir + "/train_000000.bin", tokens.data(),
+                              static_cast<int64_t>(tokens.size()), 256).ok());
+  TrainConfig c;
+  c.model = SmallGpt();
+  c.train_data = dir + "/train_*.bin";
+  c.batch_size = kB;
+  c.seq_len = kT;
+  c.steps = 1;
+  c.device = "cuda";
+  c.output_dir = dir + "/out";
+  auto trainer = Trainer::Create(c);
+  ASSERT_FALSE(trainer.ok()) << "the trainer accepted device cuda without a GPU";
+  EXPECT_EQ(trainer.status().code(), absl::StatusCode::kUnavailable) << trainer.status();
+  EXPECT_THAT(trainer.status().message(), HasSubstr("device cuda"));
+  EXPECT_THAT(trainer.status().message(), HasSubstr(probe.reason));
+}
+
+}  // namespace
+}  // namespace colossus
