@@ -3,6 +3,10 @@
 // few MiB; Split, Abort and the watchdog. With one rank every collective is a copy,
 // so the expected output is the input, bit for bit (avg over one rank multiplies by
 // exactly 1.0). Multi-rank numerics are the Gloo tests' job; the same semantics apply.
+//
+// Two binaries run this file: colossus_comm_nccl_test (real CUDA and NCCL; skips
+// without a GPU) and colossus_comm_nccl_fake_test (tests/comm/nccl_fake: a host-memory
+// stand-in for both, so the backend's logic is exercised on every machine).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
