@@ -218,13 +218,14 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclCommunicator::DoSplit(const Ca
   state_->board.Arrive(call.seq, call.op);
   const absl::Time start = absl::Now();
   ncclComm_t child = nullptr;
+  // Outlives the polling below: the split completes asynchronously.
+  ncclConfig_t config = NonBlockingConfig();
   absl::Status s;
   {
     std::lock_guard<std::mutex> lock(state_->nccl_mu);
     if (state_->comm == nullptr) {
       s = absl::AbortedError("communicator was aborted");
     } else {
-      ncclConfig_t config = NonBlockingConfig();
       s = COLOSSUS_COMM_CUDA_STATUS(cudaSetDevice(state_->device));
       if (s.ok()) {
         s = COLOSSUS_NCCL_STATUS(ncclCommSplit(state_->comm,

@@ -77,6 +77,7 @@ struct FakeEvent {
   std::mutex mu;
   unsigned recorded = 0;
   unsigned reached = 0;
+  bool destroyed = false;  // destroyed while pending: the stream deletes it
 };
 
 std::mutex g_mu;
@@ -171,8 +172,13 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     gen = ++fe->recorded;
   }
   Resolve(s)->Push([fe, gen] {
-    std::lock_guard<std::mutex> lock(fe->mu);
-    if (fe->reached < gen) fe->reached = gen;
+    bool free_it = false;
+    {
+      std::lock_guard<std::mutex> lock(fe->mu);
+      if (fe->reached < gen) fe->reached = gen;
+      free_it = fe->destroyed && fe->reached == fe->recorded;
+    }
+    if (free_it) delete fe;
   });
   return cudaSuccess;
 }
@@ -182,9 +188,16 @@ cudaError_t cudaEventQuery(cudaEvent_t e) {
   return fe->reached == fe->recorded ? cudaSuccess : cudaErrorNotReady;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  // CUDA lets an event be destroyed before it completes; keep it until the stream has
-  // passed it by leaking (test-only, a few bytes per operation).
-  (void)e;
+  // CUDA lets an event be destroyed before it completes: then the stream frees it.
+  auto* fe = reinterpret_cast<FakeEvent*>(e);
+  {
+    std::lock_guard<std::mutex> lock(fe->mu);
+    if (fe->reached != fe->recorded) {
+      fe->destroyed = true;
+      return cudaSuccess;
+    }
+  }
+  delete fe;
   return cudaSuccess;
 }
 const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorFake"; }
