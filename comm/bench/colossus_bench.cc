@@ -42,6 +42,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench_data.h"
+#include "local_ranks.h"
 #include "colossus/comm/gloo.h"
 #include "colossus/comm/in_memory_store.h"
 #include "colossus/comm/nccl.h"
@@ -523,56 +524,13 @@ std::string Env(const char* name) {
   return v == nullptr ? "" : v;
 }
 
-// --nproc N: a store server process and N rank processes, forked before anything starts
-// a thread (or touches CUDA), so no child inherits a held lock or a CUDA context.
+// --nproc N: a store server process and N rank processes (local_ranks.h).
 int RunLocal(const Flags& f) {
-  std::fflush(stdout);
-  const pid_t parent = getpid();
-  int port_pipe[2];
-  if (pipe(port_pipe) != 0) Die("pipe failed");
-  const pid_t server_pid = fork();
-  if (server_pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(3);
-    auto server = TcpStoreServer::Start("127.0.0.1", 0);
-    const int port = server.ok() ? (*server)->port() : -1;
-    if (write(port_pipe[1], &port, sizeof(port)) != sizeof(port)) _exit(4);
-    for (;;) pause();
-  }
-  int port = -1;
-  if (server_pid < 0 || read(port_pipe[0], &port, sizeof(port)) != sizeof(port) || port <= 0) {
-    Die("could not start the store server");
-  }
-  std::vector<pid_t> pids;
-  for (int r = 0; r < f.nproc; ++r) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(3);
-      absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::Connect("127.0.0.1", port);
-      if (!store.ok()) Die(store.status().ToString());
-      _exit(RunRank(f, std::shared_ptr<Store>(std::move(*store)), r, f.nproc, r));
-    }
-    if (pid < 0) Die("fork failed");
-    pids.push_back(pid);
-  }
-  // The first rank that fails takes the others down: they would only wait for it until
-  // their timeouts.
-  int failures = 0;
-  for (size_t left = pids.size(); left > 0; --left) {
-    int status = 0;
-    const pid_t pid = wait(&status);
-    if (pid == server_pid) { ++left; continue; }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      if (failures++ == 0) {
-        for (pid_t p : pids) if (p != pid) kill(p, SIGKILL);
-      }
-    }
-  }
-  kill(server_pid, SIGKILL);
-  waitpid(server_pid, nullptr, 0);
-  if (failures) std::fprintf(stderr, "colossus-bench: %d rank(s) failed\n", failures);
-  return failures ? 1 : 0;
+  return bench::RunLocalRanks("colossus-bench", f.nproc, [&f](int rank, int port) {
+    absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::Connect("127.0.0.1", port);
+    if (!store.ok()) Die(store.status().ToString());
+    return RunRank(f, std::shared_ptr<Store>(std::move(*store)), rank, f.nproc, rank);
+  });
 }
 
 // Ranks from a launcher's environment; rank 0 serves the store on MASTER_PORT.

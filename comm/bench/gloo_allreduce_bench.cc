@@ -33,6 +33,7 @@
 #include "colossus/comm/gloo.h"
 #include "colossus/comm/prefix_store.h"
 #include "colossus/comm/tcp_store.h"
+#include "local_ranks.h"
 #include "gloo/allreduce.h"
 #include "gloo/barrier.h"
 #include "gloo/math.h"
@@ -194,44 +195,8 @@ int RunRank(int rank, const Flags& flags, int port) {
 int main(int argc, char** argv) {
   using namespace colossus::comm;
   const Flags flags = Parse(argc, argv);
-  std::fflush(stdout);
-  const pid_t parent = getpid();
-  // The store server runs in a process of its own, started first: this process stays
-  // single-threaded, so forking the ranks cannot copy a lock some thread was holding.
-  int port_pipe[2];
-  if (pipe(port_pipe) != 0) Die("pipe failed");
-  const pid_t server_pid = fork();
-  if (server_pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(3);
-    auto server = TcpStoreServer::Start("127.0.0.1", 0);
-    const int port = server.ok() ? (*server)->port() : -1;
-    if (write(port_pipe[1], &port, sizeof(port)) != sizeof(port)) _exit(4);
-    for (;;) pause();
-  }
-  int port = -1;
-  if (server_pid < 0 || read(port_pipe[0], &port, sizeof(port)) != sizeof(port) || port <= 0) {
-    Die("could not start the store server");
-  }
-  std::vector<pid_t> pids;
-  for (int r = 0; r < flags.nproc; ++r) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(3);
-      _exit(RunRank(r, flags, port));
-    }
-    if (pid < 0) Die("fork failed");
-    pids.push_back(pid);
-  }
-  int failures = 0;
-  for (pid_t pid : pids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
-  }
-  kill(server_pid, SIGKILL);
-  waitpid(server_pid, nullptr, 0);
-  if (failures) std::fprintf(stderr, "%d rank(s) failed\n", failures);
-  return failures ? 1 : 0;
+  // The store server and the ranks are processes of their own (local_ranks.h): this
+  // process stays single-threaded, so forking cannot copy a lock a thread was holding.
+  return bench::RunLocalRanks("colossus_gloo_allreduce_bench", flags.nproc,
+                              [&flags](int rank, int port) { return RunRank(rank, flags, port); });
 }
