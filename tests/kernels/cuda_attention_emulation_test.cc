@@ -11,6 +11,7 @@
 // (cuda_attention_test.cc) does that on a device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -34,14 +35,24 @@ namespace {
 using emu::CopyTiming;
 using emu::Dim3;
 
-double RelErr(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
+double Norm(const std::vector<float>& x) {
+  double s = 0;
+  for (float v : x) s += static_cast<double>(v) * v;
+  return std::sqrt(s);
+}
+
+// ||got - want|| / max(||want||, floor). The floor is for references that are zero in
+// exact arithmetic (dQ and dK when T = 1: a softmax over one key has no gradient), where
+// the kernel's bf16 rounding leaves tiny values that no relative bound can accept.
+double RelErr(const std::vector<float>& got, const std::vector<float>& want,
+              double floor = 0) {
+  double num = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     const double d = static_cast<double>(got[i]) - want[i];
     num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
   }
-  return std::sqrt(num / den);  // NaN anywhere in `got` gives NaN, which fails any bound
+  // NaN anywhere in `got` gives NaN, which fails any bound.
+  return std::sqrt(num) / std::max(Norm(want), floor);
 }
 
 std::vector<bf16> ToBf16(const std::vector<float>& x) {
@@ -179,8 +190,8 @@ TEST_P(EmulatedFlash, MatchesCpuReference) {
         w.push_back(c.dqkv[(row * 3 + part) * C + i]);
       }
     }
-    EXPECT_LT(RelErr(g, w), 2e-2) << "dqkv part "
-                                  << "qkv"[part];
+    // Judged against its own norm, floored at 5% of the whole dqkv's.
+    EXPECT_LT(RelErr(g, w, 0.05 * Norm(c.dqkv)), 2e-2) << "dqkv part " << "qkv"[part];
   }
 }
 
