@@ -14,6 +14,7 @@ packages=(
   libcli11-dev           # command-line flags of every tool
   nlohmann-json3-dev     # safetensors headers, JSON-lines metrics
   libgloo-dev            # the CPU communicator (comm/): collectives over TCP
+  libxxhash-dev          # xxh64 checksums of the coordinator's journal records
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control plane
   libsentencepiece-dev   # optional BPE tokenizer in colossus-data
   python3-torch python3-numpy  # the independent reference in tests and benchmarks

@@ -49,7 +49,9 @@ class Journal {
   // Opens `path`, creating it (and its header) when absent, and replays it into *replay.
   // Errors: DataLoss when the header itself is not a journal's (the file is left
   // untouched: it is not ours to truncate); FailedPrecondition when locked by another
-  // process; the errno of open/read/write otherwise, each naming the path.
+  // process; the errno of open/read/write otherwise, each naming the path. A file shorter
+  // than the header whose bytes are a prefix of it (a crash while creating the journal)
+  // holds no record: it is started afresh, with a warning.
   static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& path,
                                                        JournalReplay* replay);
   ~Journal();
