@@ -89,7 +89,7 @@ const char* WorkerSupervisor::StateName(State state) {
 
 class WorkerSupervisor::Impl {
  public:
-  Impl(SupervisorOptions options, std::vector<WorkerSpec> specs)
+  Impl(SupervisorOptions options, std::vector<WorkerProcessSpec> specs)
       : options_(std::move(options)), specs_(std::move(specs)) {
     statuses_.resize(specs_.size());
     for (size_t i = 0; i < specs_.size(); ++i) {
@@ -242,7 +242,7 @@ class WorkerSupervisor::Impl {
         options_.base_env.empty() ? internal::CurrentEnvironment() : options_.base_env;
     workers_.resize(specs_.size());
     for (size_t i = 0; i < specs_.size(); ++i) {
-      const WorkerSpec& spec = specs_[i];
+      const WorkerProcessSpec& spec = specs_[i];
       Worker& w = workers_[i];
       const std::string what = absl::StrCat("rank ", spec.rank);
       if (spec.argv.empty()) {
@@ -465,7 +465,7 @@ class WorkerSupervisor::Impl {
   }
 
   const SupervisorOptions options_;
-  const std::vector<WorkerSpec> specs_;
+  const std::vector<WorkerProcessSpec> specs_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -485,7 +485,7 @@ WorkerSupervisor::WorkerSupervisor(std::unique_ptr<Impl> impl) : impl_(std::move
 WorkerSupervisor::~WorkerSupervisor() = default;
 
 absl::StatusOr<std::unique_ptr<WorkerSupervisor>> WorkerSupervisor::Start(
-    SupervisorOptions options, std::vector<WorkerSpec> workers) {
+    SupervisorOptions options, std::vector<WorkerProcessSpec> workers) {
   if (workers.empty()) return absl::InvalidArgumentError("no workers to start");
   auto impl = std::make_unique<Impl>(std::move(options), std::move(workers));
   absl::Status status = impl->Start();

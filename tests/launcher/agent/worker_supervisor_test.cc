@@ -31,8 +31,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-WorkerSpec Shell(int rank, const std::string& script) {
-  WorkerSpec spec;
+WorkerProcessSpec Shell(int rank, const std::string& script) {
+  WorkerProcessSpec spec;
   spec.local_rank = rank;
   spec.rank = rank;
   spec.argv = {"sh", "-c", script};
@@ -65,7 +65,7 @@ std::map<std::string, std::string> ParseEnv(const std::string& text) {
 TEST(WorkerSupervisorTest, WorkersSeeTheirEnvironmentAndWorkingDirectory) {
   TempDir dir;
   std::filesystem::create_directories(dir / "work");
-  std::vector<WorkerSpec> specs;
+  std::vector<WorkerProcessSpec> specs;
   for (int local = 0; local < 3; ++local) {
     WorkerEnvInputs in;
     in.rank = 4 + local;
@@ -83,7 +83,7 @@ TEST(WorkerSupervisorTest, WorkersSeeTheirEnvironmentAndWorkingDirectory) {
     in.run_dir = dir.path();
     in.node_id = "node-b";
     in.gpu_index = 5 + local;
-    WorkerSpec spec = Shell(in.rank, "env > " + dir.path() + "/env.$RANK; pwd > " +
+    WorkerProcessSpec spec = Shell(in.rank, "env > " + dir.path() + "/env.$RANK; pwd > " +
                                          dir.path() + "/pwd.$RANK");
     spec.local_rank = local;
     spec.env = WorkerEnvironment(in);
@@ -263,7 +263,7 @@ TEST(WorkerSupervisorTest, KillingTheAgentLeavesNoWorkerAlive) {
   ASSERT_GE(agent, 0);
   if (agent == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    std::vector<WorkerSpec> specs;
+    std::vector<WorkerProcessSpec> specs;
     for (int r = 0; r < kWorkers; ++r) {
       const std::string w = dir / ("w." + std::to_string(r));
       const std::string gc = dir / ("gc." + std::to_string(r));
@@ -365,7 +365,7 @@ TEST(WorkerSupervisorTest, SpawnErrorsNameTheRankAndTheCause) {
   TempDir dir;
   SupervisorOptions options;
   options.echo = EchoMode::kNone;
-  WorkerSpec missing = Shell(1, "");
+  WorkerProcessSpec missing = Shell(1, "");
   missing.argv = {"colossus-no-such-program"};
   auto sup = WorkerSupervisor::Start(options, {Shell(0, "exec sleep 60"), missing});
   ASSERT_FALSE(sup.ok());
@@ -373,7 +373,7 @@ TEST(WorkerSupervisorTest, SpawnErrorsNameTheRankAndTheCause) {
   EXPECT_THAT(sup.status().message(), HasSubstr("rank 1"));
   EXPECT_THAT(sup.status().message(), HasSubstr("colossus-no-such-program"));
 
-  WorkerSpec bad_cwd = Shell(0, "true");
+  WorkerProcessSpec bad_cwd = Shell(0, "true");
   bad_cwd.cwd = dir / "does-not-exist";
   sup = WorkerSupervisor::Start(options, {bad_cwd});
   ASSERT_FALSE(sup.ok());
@@ -382,7 +382,7 @@ TEST(WorkerSupervisorTest, SpawnErrorsNameTheRankAndTheCause) {
   const std::string plain = dir / "not-executable";
   { std::ofstream(plain) << "data\n"; }
   chmod(plain.c_str(), 0644);
-  WorkerSpec not_exec = Shell(0, "");
+  WorkerProcessSpec not_exec = Shell(0, "");
   not_exec.argv = {plain};
   sup = WorkerSupervisor::Start(options, {not_exec});
   ASSERT_FALSE(sup.ok());

@@ -60,7 +60,7 @@ namespace colossus::launcher {
 // Which ranks' output reaches the agent's own stdout/stderr (the log files get all).
 enum class EchoMode { kAll, kRank0, kNone };
 
-struct WorkerSpec {
+struct WorkerProcessSpec {
   int local_rank = 0;
   // Global rank: names the log files and the echo prefix.
   int rank = 0;
@@ -124,7 +124,7 @@ class WorkerSupervisor {
   // failed: the log directory (path and errno), the command not found on PATH, a failed
   // chdir or execve. On error no worker is left running.
   static absl::StatusOr<std::unique_ptr<WorkerSupervisor>> Start(SupervisorOptions options,
-                                                                 std::vector<WorkerSpec> workers);
+                                                                 std::vector<WorkerProcessSpec> workers);
 
   // Kills (SIGKILL, no grace) any worker still running and waits until all are reaped.
   ~WorkerSupervisor();
