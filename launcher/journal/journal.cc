@@ -79,7 +79,7 @@ absl::Status ReadAt(int fd, int64_t offset, char* out, size_t n, const std::stri
   return absl::OkStatus();
 }
 
-// Writes all of data at offset; on failure *written says how far it got.
+// Writes all of data at offset; the error says how far it got.
 absl::Status WriteAt(int fd, int64_t offset, const char* data, size_t n,
                      const std::string& path) {
   size_t done = 0;
@@ -116,7 +116,9 @@ absl::Status Truncate(int fd, int64_t size, const std::string& path) {
 // A new file's directory entry is only durable once the directory itself is synced.
 absl::Status SyncParentDirectory(const std::string& path) {
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0                ? "/"
+                                                      : path.substr(0, slash);
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     return ErrnoError(errno, absl::StrCat("journal ", path, ": open of its directory ", dir));
@@ -227,7 +229,9 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path,
   }
 
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return ErrnoError(errno, absl::StrCat("journal ", path, ": fstat"));
+  if (::fstat(fd.get(), &st) != 0) {
+    return ErrnoError(errno, absl::StrCat("journal ", path, ": fstat"));
+  }
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat("journal ", path, " is not a regular file"));
   }

@@ -75,7 +75,8 @@ std::string Payload(int index, size_t size) {
 }
 
 // Writes the payloads through the Journal API and returns the offset of each record.
-std::vector<int64_t> WriteJournal(const std::string& path, const std::vector<std::string>& records) {
+std::vector<int64_t> WriteJournal(const std::string& path,
+                                  const std::vector<std::string>& records) {
   JournalReplay replay;
   absl::StatusOr<std::unique_ptr<Journal>> journal = Journal::Open(path, &replay);
   EXPECT_TRUE(journal.ok()) << journal.status();
