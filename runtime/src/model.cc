@@ -68,7 +68,7 @@ GPT::~GPT() = default;
 
 absl::StatusOr<std::unique_ptr<GPT>> GPT::Create(const GPTConfig& config,
                                                  kernels::Backend* backend, int max_batch,
-                                                 int max_seq) {
+                                                 int max_seq, int64_t flat_multiple) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   CHECK(backend != nullptr);
   if (max_batch <= 0) {
@@ -79,12 +79,16 @@ absl::StatusOr<std::unique_ptr<GPT>> GPT::Create(const GPTConfig& config,
         "sequence length %d must be in [1, model.block_size = %d] (the position table has "
         "block_size rows)", max_seq, config.block_size));
   }
+  if (flat_multiple < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("flat buffer multiple %d must be >= 1", flat_multiple));
+  }
   std::unique_ptr<GPT> model(new GPT(config, backend, max_batch, max_seq));
-  if (absl::Status s = model->Plan(); !s.ok()) return s;
+  if (absl::Status s = model->Plan(flat_multiple); !s.ok()) return s;
   return model;
 }
 
-absl::Status GPT::Plan() {
+absl::Status GPT::Plan(int64_t flat_multiple) {
   const int64_t C = config_.n_embd, Vp = config_.PaddedVocab(), L = config_.n_layer;
   const int64_t NH = config_.n_head;
   const int64_t B = max_batch_, T = max_seq_;
@@ -111,6 +115,15 @@ absl::Status GPT::Plan() {
   }
   add_param("ln_f.weight", {C});
   add_param("ln_f.bias", {C});
+  // Zero padding so the flat buffers split into flat_multiple equal shards; it is not a
+  // parameter (dropped from params_ below) and nothing ever writes it.
+  const int64_t unpadded = static_cast<int64_t>(m.param_plan.bytes() / 4);
+  flat_numel_ = (unpadded + flat_multiple - 1) / flat_multiple * flat_multiple;
+  const bool padded = flat_numel_ > unpadded;
+  if (padded) {
+    m.param_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
+    m.grad_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
+  }
 
   // Activations for the largest batch; smaller batches use a prefix of each buffer.
   const DType A = m.act_dtype, F32 = DType::kF32;
@@ -156,8 +169,12 @@ absl::Status GPT::Plan() {
     if (absl::Status s = plan->Allocate(); !s.ok()) return s;
   }
   params_ = m.param_plan.tensors();
-  compute_params_ = copies ? m.compute_plan.tensors() : params_;
   grads_ = m.grad_plan.tensors();
+  if (padded) {
+    params_.pop_back();
+    grads_.pop_back();
+  }
+  compute_params_ = copies ? m.compute_plan.tensors() : params_;
   num_params_ = 0;
   for (const Tensor& t : params_) num_params_ += t.numel();
   CHECK(num_params_ == config_.NumParameters()) << num_params_ << " vs " << config_.NumParameters();
@@ -165,13 +182,11 @@ absl::Status GPT::Plan() {
 }
 
 View GPT::flat_params() const {
-  return View(impl_->param_plan.base(), DType::kF32,
-              static_cast<int64_t>(impl_->param_plan.bytes() / 4));
+  return View(impl_->param_plan.base(), DType::kF32, flat_numel_);
 }
 
 View GPT::flat_grads() const {
-  return View(impl_->grad_plan.base(), DType::kF32,
-              static_cast<int64_t>(impl_->grad_plan.bytes() / 4));
+  return View(impl_->grad_plan.base(), DType::kF32, flat_numel_);
 }
 
 const Tensor* GPT::FindParam(const std::string& name) const {
@@ -311,7 +326,7 @@ absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets
   return counted > 0 ? static_cast<float>(sum / counted) : 0.0f;
 }
 
-void GPT::Backward(float loss_scale) {
+void GPT::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
   Impl& m = *impl_;
   CHECK(m.have_targets) << "GPT::Backward needs a Forward with targets first";
   const int B = m.B, T = m.T;
@@ -340,6 +355,7 @@ void GPT::Backward(float loss_scale) {
   backend_->LayerNormBackward(dres, G[lnf_index].view(), G[lnf_index + 1].view(), m.act(m.dbtc),
                               last_residual, P[lnf_index].view(), m.actf(m.lnf_mean),
                               m.actf(m.lnf_rstd), N, C);
+  if (grads_ready) grads_ready(lnf_index, lnf_index + 2);
 
   for (int l = L - 1; l >= 0; --l) {
     const size_t base = 2 + static_cast<size_t>(l) * kNumBlockParams;
@@ -365,8 +381,10 @@ void GPT::Backward(float loss_scale) {
                              m.act(a.ln1), w[kQkvW].view(), N, C, 3 * C);
     backend_->LayerNormBackward(dres, g[kLn1W].view(), g[kLn1B].view(), m.act(m.dbtc), block_in,
                                 w[kLn1W].view(), m.actf(a.ln1_mean), m.actf(a.ln1_rstd), N, C);
+    if (grads_ready) grads_ready(base, base + kNumBlockParams);
   }
   backend_->EmbeddingBackward(G[0].view(), G[1].view(), dres, dtokens, B, T, C);
+  if (grads_ready) grads_ready(0, 2);
   // The logits buffer now holds their gradient; a new Forward is needed for logits.
   m.have_targets = false;
 }

@@ -1,5 +1,6 @@
 #include "colossus/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_format.h"
@@ -58,9 +59,58 @@ kernels::View AdamW::first_moment() const { return (*state_)[0].view(); }
 kernels::View AdamW::second_moment() const { return (*state_)[1].view(); }
 size_t AdamW::state_bytes() const { return (*state_)[0].bytes() + (*state_)[1].bytes(); }
 
+StepStats StepStatsFor(const OptimizerConfig& config, float grad_sumsq, int64_t step) {
+  StepStats stats;
+  stats.grad_norm = std::sqrt(grad_sumsq);
+  // torch.nn.utils.clip_grad_norm_'s rule, so runs compare step for step.
+  if (config.grad_clip > 0) {
+    stats.clip_scale = std::min(1.0f, config.grad_clip / (stats.grad_norm + 1e-6f));
+  }
+  stats.lr = LearningRateAt(config, step);
+  return stats;
+}
+
+void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
+                      int64_t step, int64_t begin, int64_t end, float* m, float* v) {
+  CHECK(begin >= 0 && begin <= end && end <= model->flat_params().numel)
+      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << model->flat_params().numel;
+  kernels::Backend* be = model->backend();
+  kernels::AdamWParams p;
+  p.lr = stats.lr;
+  p.beta1 = config.beta1;
+  p.beta2 = config.beta2;
+  p.eps = config.eps;
+  p.grad_scale = stats.clip_scale;
+  p.step = step + 1;
+  // Each tensor sits at the same offset in the parameter, gradient and moment buffers;
+  // the update is elementwise, so any sub-range of a tensor updates exactly as the
+  // whole tensor would.
+  const char* param_base = static_cast<const char*>(model->flat_params().data);
+  const auto& params = model->params();
+  const auto& copies = model->compute_params();
+  const auto& grads = model->grads();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t offset = (static_cast<const char*>(params[i].data) - param_base) / 4;
+    const int64_t lo = std::max(offset, begin);
+    const int64_t hi = std::min(offset + params[i].numel(), end);
+    if (lo >= hi) continue;
+    const int64_t skip = lo - offset, n = hi - lo;
+    p.weight_decay = DecaysWeight(params[i]) ? config.weight_decay : 0.0f;
+    // The update also refreshes the compute copy when the ops read one (bf16 on CUDA).
+    kernels::View copy;
+    if (copies[i].data != params[i].data) {
+      copy = kernels::View(static_cast<char*>(copies[i].data) +
+                               skip * static_cast<int64_t>(kernels::DTypeSize(copies[i].dtype)),
+                           copies[i].dtype, n);
+    }
+    be->AdamW(kernels::View(params[i].as<float>() + skip, n),
+              kernels::View(grads[i].as<float>() + skip, n), m + (lo - begin),
+              v + (lo - begin), copy, n, p);
+  }
+}
+
 StepStats AdamW::Step(int64_t step) {
   kernels::Backend* be = model_->backend();
-  StepStats stats;
   float* scratch = (*state_)[2].as<float>();
   be->Fill((*state_)[2].view(), 0.0f);
   // The flat gradient buffer's alignment gaps are zero (MemoryPlan), so one pass over
@@ -68,36 +118,9 @@ StepStats AdamW::Step(int64_t step) {
   be->SumSquares(scratch, model_->flat_grads(), model_->flat_grads().numel);
   float sumsq = 0.0f;
   be->CopyToHost(&sumsq, scratch, sizeof(float));
-  stats.grad_norm = std::sqrt(sumsq);
-  // torch.nn.utils.clip_grad_norm_'s rule, so runs compare step for step.
-  if (config_.grad_clip > 0) {
-    stats.clip_scale = std::min(1.0f, config_.grad_clip / (stats.grad_norm + 1e-6f));
-  }
-  stats.lr = LearningRateAt(config_, step);
-
-  kernels::AdamWParams p;
-  p.lr = stats.lr;
-  p.beta1 = config_.beta1;
-  p.beta2 = config_.beta2;
-  p.eps = config_.eps;
-  p.grad_scale = stats.clip_scale;
-  p.step = step + 1;
-  // Each tensor sits at the same offset in the parameter, gradient and moment buffers.
-  const char* param_base = static_cast<const char*>(model_->flat_params().data);
-  float* m = first_moment().as<float>();
-  float* v = second_moment().as<float>();
-  const auto& params = model_->params();
-  const auto& copies = model_->compute_params();
-  const auto& grads = model_->grads();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t offset = (static_cast<const char*>(params[i].data) - param_base) / 4;
-    p.weight_decay = DecaysWeight(params[i]) ? config_.weight_decay : 0.0f;
-    // The update also refreshes the compute copy when the ops read one (bf16 on CUDA).
-    const kernels::View copy =
-        copies[i].data != params[i].data ? copies[i].view() : kernels::View();
-    be->AdamW(params[i].view(), grads[i].view(), m + offset, v + offset, copy,
-              params[i].numel(), p);
-  }
+  const StepStats stats = StepStatsFor(config_, sumsq, step);
+  AdamWUpdateRange(model_, config_, stats, step, 0, model_->flat_params().numel,
+                   first_moment().as<float>(), second_moment().as<float>());
   return stats;
 }
 

@@ -67,6 +67,7 @@ const std::map<std::string, Setter>& Setters() {
     num("training.batch_size", [](TrainConfig& c) -> int& { return c.batch_size; });
     num("training.seq_len", [](TrainConfig& c) -> int& { return c.seq_len; });
     num("training.grad_accum", [](TrainConfig& c) -> int& { return c.grad_accum; });
+    num("training.global_batch", [](TrainConfig& c) -> int64_t& { return c.global_batch; });
     num("training.steps", [](TrainConfig& c) -> int64_t& { return c.steps; });
     num("training.seed", [](TrainConfig& c) -> uint64_t& { return c.seed; });
     num("optimizer.lr", [](TrainConfig& c) -> float& { return c.optimizer.lr; });
@@ -87,6 +88,9 @@ const std::map<std::string, Setter>& Setters() {
     str("runtime.device", [](TrainConfig& c) -> std::string& { return c.device; });
     num("runtime.threads", [](TrainConfig& c) -> int& { return c.threads; });
     num("runtime.peak_tflops", [](TrainConfig& c) -> float& { return c.peak_tflops; });
+    num("parallel.zero", [](TrainConfig& c) -> int& { return c.zero; });
+    num("parallel.bucket_mb", [](TrainConfig& c) -> float& { return c.bucket_mb; });
+    num("parallel.overlap", [](TrainConfig& c) -> int& { return c.overlap; });
     str("output.dir", [](TrainConfig& c) -> std::string& { return c.output_dir; });
     num("output.log_every", [](TrainConfig& c) -> int64_t& { return c.log_every; });
     return t;
@@ -120,6 +124,15 @@ absl::Status TrainConfig::Validate() const {
         "block_size rows)", seq_len, model.block_size));
   }
   if (grad_accum <= 0) return bad(absl::StrFormat("training.grad_accum = %d: must be >= 1", grad_accum));
+  if (global_batch < 0) {
+    return bad(absl::StrFormat("training.global_batch = %d: must be >= 0 (0: batch_size x "
+                               "grad_accum x ranks)", global_batch));
+  }
+  if (global_batch % batch_size != 0) {
+    return bad(absl::StrFormat(
+        "training.global_batch = %d is not a multiple of training.batch_size = %d",
+        global_batch, batch_size));
+  }
   if (steps < 0) return bad(absl::StrFormat("training.steps = %d: must be >= 0", steps));
   if (eval_every < 0 || eval_batches < 0) return bad("eval.every and eval.batches must be >= 0");
   if (sample_every < 0 || sample_tokens < 0) return bad("sample.every and sample.tokens must be >= 0");
@@ -130,8 +143,37 @@ absl::Status TrainConfig::Validate() const {
   if (!(peak_tflops >= 0)) {
     return bad(absl::StrFormat("runtime.peak_tflops = %g: must be >= 0 (0: by GPU name)", peak_tflops));
   }
+  if (zero != 0 && zero != 1) {
+    return bad(absl::StrFormat("parallel.zero = %d: must be 0 (plain data parallelism) or 1 "
+                               "(ZeRO-1)", zero));
+  }
+  if (!(bucket_mb > 0)) return bad(absl::StrFormat("parallel.bucket_mb = %g: must be > 0", bucket_mb));
+  if (overlap != 0 && overlap != 1) {
+    return bad(absl::StrFormat("parallel.overlap = %d: must be 0 or 1", overlap));
+  }
   if (log_every <= 0) return bad(absl::StrFormat("output.log_every = %d: must be >= 1", log_every));
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> MicroBatchesPerRank(const TrainConfig& config, int ranks) {
+  if (ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("%d data-parallel ranks", ranks));
+  if (config.global_batch == 0) return config.grad_accum;
+  const int64_t per_micro = static_cast<int64_t>(config.batch_size) * ranks;
+  if (config.global_batch % per_micro != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "training.global_batch = %d does not split into whole micro-batches: it must be a "
+        "multiple of training.batch_size (%d) x data-parallel ranks (%d) = %d",
+        config.global_batch, config.batch_size, ranks, per_micro));
+  }
+  const int64_t k = config.global_batch / per_micro;
+  if (config.grad_accum != 1 && config.grad_accum != k) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "training.grad_accum = %d disagrees with training.global_batch = %d, which on %d "
+        "ranks of training.batch_size %d means %d micro-batches per rank (leave grad_accum "
+        "at 1 when global_batch is set)",
+        config.grad_accum, config.global_batch, ranks, config.batch_size, k));
+  }
+  return static_cast<int>(k);
 }
 
 absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path) {

@@ -3,11 +3,14 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_format.h"
+#include "colossus/comm/nccl.h"
 #include "colossus/device.h"
 #include "colossus/generate.h"
 #include "colossus/mfu.h"
+#include "colossus/parallel/sample_split.h"
 #include "colossus/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -23,9 +26,31 @@ Trainer::~Trainer() = default;
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
+  // The environment first: a bad one is refused before any data or device is touched.
+  absl::StatusOr<std::optional<parallel::DistEnv>> env = parallel::ReadDistEnv();
+  if (!env.ok()) return env.status();
   std::unique_ptr<Trainer> t(new Trainer(config));
+  t->dist_env_ = *env;
   if (absl::Status s = t->Init(); !s.ok()) return s;
   return t;
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
+    const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<Trainer> t(new Trainer(config));
+  if (group != nullptr) t->dist_env_ = group->env();
+  t->group_ = std::move(group);
+  if (absl::Status s = t->Init(); !s.ok()) return s;
+  return t;
+}
+
+void Trainer::Say(const std::string& line) {
+  if (progress_) progress_->Line(line);
+}
+
+size_t Trainer::optimizer_state_bytes() const {
+  return dp_ ? dp_->optimizer_state_bytes() : optimizer_->state_bytes();
 }
 
 absl::Status Trainer::Init() {
@@ -47,32 +72,75 @@ absl::Status Trainer::Init() {
     val_ = std::move(*val);
   }
 
-  auto backend = CreateBackend(c.device, c.threads);
+  // A rank of a multi-GPU job computes on its own GPU (dist_env.h: LOCAL_RANK, or the
+  // one device CUDA_VISIBLE_DEVICES leaves it).
+  std::string device = c.device;
+  if (dist_env_.has_value() && (device == "cuda" || device == "auto")) {
+    if (device == "cuda" || comm::NcclDeviceCount().ok()) {
+      device = absl::StrFormat("cuda:%d", dist_env_->cuda_device);
+    }
+  }
+  auto backend = CreateBackend(device, c.threads);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(backend->backend);
   backend_why_ = backend->why;
   flops_per_token_ = ModelFlopsPerToken(c.model, c.seq_len);
   peak_flops_ = c.peak_tflops > 0 ? 1e12 * c.peak_tflops : PeakBf16Flops(backend_->Describe());
-  auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len);
+
+  const comm::Backend comm_backend =
+      backend_->kind() == kernels::DeviceKind::kCPU ? comm::Backend::kGloo : comm::Backend::kNccl;
+  if (group_ == nullptr && dist_env_.has_value()) {
+    parallel::ProcessGroupOptions po;
+    po.backend = comm_backend;
+    auto group = parallel::ProcessGroup::Create(*dist_env_, po);
+    if (!group.ok()) return group.status();
+    group_ = *std::move(group);
+  }
+  if (group_ != nullptr && group_->backend() != comm_backend) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "rank %d: the process group speaks %s but the model computes on %s (which needs %s)",
+        group_->rank(), comm::BackendName(group_->backend()), backend_->Describe(),
+        comm::BackendName(comm_backend)));
+  }
+  auto accum = MicroBatchesPerRank(c, ranks());
+  if (!accum.ok()) return accum.status();
+  accum_ = *accum;
+
+  parallel::DataParallelOptions dpo;
+  dpo.zero = c.zero == 1;
+  dpo.bucket_bytes = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(c.bucket_mb) * (1 << 20)));
+  dpo.overlap = c.overlap == 1;
+  auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len,
+                           parallel::DataParallel::FlatMultiple(dpo, ranks()));
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
+  // Every rank draws the same weights from the seed, so the replicas start identical
+  // without a broadcast.
   model_->InitWeights(c.seed);
   OptimizerConfig oc = c.optimizer;
   if (oc.total_steps == 0) oc.total_steps = c.steps;
-  auto opt = AdamW::Create(oc, model_.get());
-  if (!opt.ok()) return opt.status();
-  optimizer_ = std::move(*opt);
-
-  std::error_code ec;
-  std::filesystem::create_directories(c.output_dir, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrFormat("output.dir %s: cannot create: %s",
-                                                  c.output_dir, ec.message()));
+  if (group_ != nullptr) {
+    auto dp = parallel::DataParallel::Create(&group_->dp(), model_.get(), oc, dpo);
+    if (!dp.ok()) return dp.status();
+    dp_ = *std::move(dp);
+  } else {
+    auto opt = AdamW::Create(oc, model_.get());
+    if (!opt.ok()) return opt.status();
+    optimizer_ = std::move(*opt);
   }
-  auto log = JsonLinesWriter::Open(c.output_dir + "/metrics.jsonl");
-  if (!log.ok()) return log.status();
-  log_ = std::move(*log);
-  progress_ = std::make_unique<ProgressPrinter>(c.log_every);
+
+  if (rank() == 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(c.output_dir, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrFormat("output.dir %s: cannot create: %s",
+                                                    c.output_dir, ec.message()));
+    }
+    auto log = JsonLinesWriter::Open(c.output_dir + "/metrics.jsonl");
+    if (!log.ok()) return log.status();
+    log_ = std::move(*log);
+    progress_ = std::make_unique<ProgressPrinter>(c.log_every);
+  }
   inputs_.resize(static_cast<size_t>(c.batch_size) * c.seq_len);
   targets_.resize(inputs_.size());
   return absl::OkStatus();
@@ -83,12 +151,18 @@ absl::StatusOr<float> Trainer::Evaluate() {
   const int B = config_.batch_size, T = config_.seq_len;
   const int64_t batches =
       std::max<int64_t>(1, std::min<int64_t>(config_.eval_batches, (val_->num_windows() + B - 1) / B));
+  // Under data parallelism rank r scores batches r, r + ranks, ...; the sum is shared.
   double sum = 0;
-  for (int64_t i = 0; i < batches; ++i) {
+  for (int64_t i = rank(); i < batches; i += ranks()) {
     val_->Batch(i * B, B, inputs_.data(), targets_.data());
     auto loss = model_->Forward(inputs_.data(), targets_.data(), B, T);
     if (!loss.ok()) return loss.status();
     sum += *loss;
+  }
+  if (dp_ != nullptr) {
+    auto total = dp_->SumOverRanks(static_cast<float>(sum));
+    if (!total.ok()) return total.status();
+    sum = *total;
   }
   return static_cast<float>(sum / batches);
 }
@@ -129,28 +203,43 @@ absl::StatusOr<std::string> Trainer::SampleText(uint64_t seed) {
 absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   const TrainConfig& c = config_;
   const int B = c.batch_size, T = c.seq_len;
-  const int64_t samples_per_step = static_cast<int64_t>(B) * c.grad_accum;
+  const int dp = ranks(), k = accum_;
+  const int64_t samples_per_step = static_cast<int64_t>(B) * k * dp;  // the global batch
   const int64_t tokens_per_step = samples_per_step * T;
   TrainSummary summary;
+  summary.ranks = dp;
+  summary.global_batch = samples_per_step;
 
-  progress_->Line(absl::StrFormat("colossus: %s", backend_->Describe()));
-  progress_->Line(absl::StrFormat("colossus: %s", backend_why_));
-  progress_->Line(absl::StrFormat(
-      "colossus: model %s | batch %d x %d tokens x %d accum = %d tokens/step | %d steps",
-      c.model.DebugString(), B, T, c.grad_accum, tokens_per_step, c.steps));
-  progress_->Line(absl::StrFormat(
+  Say(absl::StrFormat("colossus: %s", backend_->Describe()));
+  Say(absl::StrFormat("colossus: %s", backend_why_));
+  if (dp_ != nullptr) {
+    const parallel::GradReducer* reducer = dp_->reducer();
+    Say(absl::StrFormat(
+        "colossus: data parallel over %d ranks (%s, %s): %s",
+        dp, comm::BackendName(group_->backend()), group_->env().DebugString(),
+        reducer != nullptr
+            ? absl::StrFormat("gradients all-reduced in %d buckets of <= %.3g MiB, %s",
+                              reducer->buckets().size(), c.bucket_mb,
+                              c.overlap ? "overlapped with backward" : "after backward")
+            : absl::StrFormat("ZeRO-1, optimizer state %.1f MiB per rank (1/%d)",
+                              dp_->optimizer_state_bytes() / 1048576.0, dp)));
+  }
+  Say(absl::StrFormat(
+      "colossus: model %s | batch %d x %d tokens x %d accum x %d ranks = %d tokens/step | %d steps",
+      c.model.DebugString(), B, T, k, dp, tokens_per_step, c.steps));
+  Say(absl::StrFormat(
       "colossus: train %d tokens (%d windows)%s", train_->num_tokens(), train_->num_windows(),
       val_ ? absl::StrFormat(", val %d tokens", val_->num_tokens()) : ""));
   if (peak_flops_ > 0) {
-    progress_->Line(absl::StrFormat(
+    Say(absl::StrFormat(
         "colossus: %s; N = %d, L = %d, C = %d, T = %d: %.4g GFLOPs/token; peak %.0f TFLOP/s (%s)",
         kMfuFormula, c.model.NumParameters(), c.model.n_layer, c.model.n_embd, T,
         flops_per_token_ / 1e9, peak_flops_ / 1e12,
         c.peak_tflops > 0 ? "runtime.peak_tflops" : "by GPU name"));
   }
-  if (val_) {
+  if (val_ && rank() == 0) {
     summary.unigram_val_loss = UnigramValLoss();
-    progress_->Line(absl::StrFormat("colossus: unigram baseline val loss %.4f (a model that knows only token frequencies)",
+    Say(absl::StrFormat("colossus: unigram baseline val loss %.4f (a model that knows only token frequencies)",
                                     summary.unigram_val_loss));
   }
 
@@ -159,15 +248,31 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     const auto t0 = Clock::now();
     model_->ZeroGrad();
     double loss = 0;
-    for (int micro = 0; micro < c.grad_accum; ++micro) {
-      train_->Batch(step * samples_per_step + static_cast<int64_t>(micro) * B, B, inputs_.data(),
+    // Each micro-batch's mean loss counts 1/(k*dp): summed over micro-batches and ranks,
+    // that is the mean over the global batch (parallel/sample_split.h).
+    const int share = k * dp;
+    for (int micro = 0; micro < k; ++micro) {
+      train_->Batch(parallel::FirstSampleOf(step, micro, rank(), dp, B, k), B, inputs_.data(),
                     targets_.data());
       auto l = model_->Forward(inputs_.data(), targets_.data(), B, T);
       if (!l.ok()) return l.status();
-      model_->Backward(1.0f / c.grad_accum);
-      loss += *l / c.grad_accum;
+      // Only the last micro-batch's backward communicates (its buckets overlap it).
+      const GradsReadyFn hook =
+          dp_ != nullptr && micro == k - 1 ? dp_->BeginLastBackward() : nullptr;
+      model_->Backward(1.0f / share, hook);
+      loss += *l / share;
     }
-    const StepStats stats = optimizer_->Step(step);
+    StepStats stats;
+    if (dp_ != nullptr) {
+      auto st = dp_->ReduceAndStep(step);
+      if (!st.ok()) return st.status();
+      stats = *st;
+      auto global = dp_->SumOverRanks(static_cast<float>(loss));
+      if (!global.ok()) return global.status();
+      loss = *global;
+    } else {
+      stats = optimizer_->Step(step);
+    }
     // On CUDA the AdamW kernels are still queued (the gradient norm was read back before
     // them): wait, so that the step time (and MFU) is the device's. A no-op on the CPU.
     backend_->Synchronize();
@@ -186,9 +291,10 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     r.step_ms = Seconds(t0, t1) * 1e3;
     r.tokens_per_s = tokens_per_step / Seconds(t0, t1);
     r.elapsed_s = Seconds(start, t1);
-    r.mfu = Mfu(flops_per_token_, r.tokens_per_s, peak_flops_);
-    log_->Write(StepRecordJson(r));
-    progress_->Step(r);
+    // MFU is per device: each rank's share of the tokens against one device's peak.
+    r.mfu = Mfu(flops_per_token_, r.tokens_per_s / dp, peak_flops_);
+    if (log_) log_->Write(StepRecordJson(r));
+    if (progress_) progress_->Step(r);
     if (step == first_step) summary.first_loss = r.loss;
     summary.final_loss = r.loss;
 
@@ -198,22 +304,25 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       auto vl = Evaluate();
       if (!vl.ok()) return vl.status();
       summary.val_loss = *vl;
-      log_->Write(nlohmann::json({{"step", step}, {"val_loss", *vl}}).dump());
-      progress_->Line(absl::StrFormat("step %d: val loss %.4f (unigram %.4f)", done, *vl,
+      if (log_) log_->Write(nlohmann::json({{"step", step}, {"val_loss", *vl}}).dump());
+      Say(absl::StrFormat("step %d: val loss %.4f (unigram %.4f)", done, *vl,
                                       summary.unigram_val_loss));
     }
-    if ((c.sample_every > 0 && done % c.sample_every == 0) || last) {
+    // Samples are for people to read: rank 0 writes them, the others need not wait.
+    if (rank() == 0 && ((c.sample_every > 0 && done % c.sample_every == 0) || last)) {
       auto text = SampleText(c.seed + done);
       if (!text.ok()) return text.status();
       summary.sample = *text;
-      if (!last) progress_->Line(absl::StrFormat("step %d sample: %s", done, *text));
+      if (!last) Say(absl::StrFormat("step %d sample: %s", done, *text));
     }
   }
   summary.steps = c.steps;
   summary.seconds = Seconds(start, Clock::now());
   summary.tokens_per_s = summary.seconds > 0 ? c.steps * tokens_per_step / summary.seconds : 0;
   summary.weights_path = c.output_dir + "/model.safetensors";
-  if (absl::Status s = SaveWeights(*model_, summary.weights_path); !s.ok()) return s;
+  if (rank() == 0) {
+    if (absl::Status s = SaveWeights(*model_, summary.weights_path); !s.ok()) return s;
+  }
   return summary;
 }
 

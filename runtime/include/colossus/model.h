@@ -13,7 +13,9 @@
 //   h.{l}.mlp.proj.weight [C, 4C]    .bias [C]
 //   ln_f.weight/.bias [C]
 // All parameters live in one contiguous buffer in this order (likewise gradients),
-// so optimizers and communicators can treat them as one flat vector. Master weights
+// so optimizers and communicators can treat them as one flat vector (zero-filled
+// alignment gaps between tensors, and zero padding at the end when Create is asked for
+// a multiple). Master weights
 // and gradients are f32 on every backend; activations and the weights the ops read
 // are in the backend's compute dtype (kernels::Backend::compute_dtype()).
 //
@@ -21,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,14 +35,28 @@
 
 namespace colossus {
 
+// Called by GPT::Backward when the gradients of params()[first, end) are final for this
+// backward pass: every op that accumulates into them has been issued on the backend
+// (on the CPU: has completed; on asynchronous backends the callee must order itself
+// after the backend's stream, e.g. Synchronize(), before reading them from elsewhere).
+// Ranges come in a fixed order, back to front through the layout: ln_f, blocks L-1 ..
+// 0, then the embeddings (wte collects from the output projection first and the
+// embedding last, so it is final only at the very end). Each parameter is reported
+// exactly once per Backward. Runs on the thread that called Backward.
+using GradsReadyFn = std::function<void(size_t first, size_t end)>;
+
 class GPT {
  public:
   // Plans and allocates parameters, gradients and activations for batches of up to
   // max_batch sequences of up to max_seq tokens (max_seq <= config.block_size).
   // `backend` must outlive the model. Weights are zero until InitWeights or Load.
+  // flat_multiple: the flat parameter and gradient buffers (flat_params(),
+  // flat_grads()) are zero-padded to a multiple of this many elements, so that a
+  // data-parallel group of that size can reduce-scatter them in equal shards (ZeRO).
   static absl::StatusOr<std::unique_ptr<GPT>> Create(const GPTConfig& config,
                                                      kernels::Backend* backend,
-                                                     int max_batch, int max_seq);
+                                                     int max_batch, int max_seq,
+                                                     int64_t flat_multiple = 1);
   ~GPT();
   GPT(const GPT&) = delete;
   GPT& operator=(const GPT&) = delete;
@@ -59,7 +76,8 @@ class GPT {
   // Refreshes compute_params() from params(); call after writing the master weights
   // directly (a checkpoint load). InitWeights and the optimizer keep them in step.
   void SyncComputeWeights();
-  // The whole parameter (gradient) buffer as one flat f32 view.
+  // The whole parameter (gradient) buffer as one flat f32 view: every tensor at its
+  // offset, the gaps and the end padding zero (the optimizer never writes them).
   kernels::View flat_params() const;
   kernels::View flat_grads() const;
   int64_t num_parameters() const { return num_params_; }
@@ -81,8 +99,9 @@ class GPT {
   // Back-propagates the last Forward with targets, ACCUMULATING into the gradients
   // (call ZeroGrad between optimizer steps). The loss differentiated is
   // loss_scale * mean(loss), so gradient accumulation over k micro-batches passes
-  // loss_scale = 1/k.
-  void Backward(float loss_scale = 1.0f);
+  // loss_scale = 1/k. grads_ready, if given, hears which gradients are final as the
+  // pass proceeds (GradsReadyFn), so that their all-reduce can overlap the rest.
+  void Backward(float loss_scale = 1.0f, const GradsReadyFn& grads_ready = nullptr);
   void ZeroGrad();
 
   // Logits of the last Forward, [B, T, Vp] in backend memory (columns >= V padding).
@@ -96,7 +115,7 @@ class GPT {
 
  private:
   GPT(const GPTConfig& config, kernels::Backend* backend, int max_batch, int max_seq);
-  absl::Status Plan();
+  absl::Status Plan(int64_t flat_multiple);
 
   struct Impl;
   GPTConfig config_;
@@ -104,6 +123,7 @@ class GPT {
   int max_batch_;
   int max_seq_;
   int64_t num_params_ = 0;
+  int64_t flat_numel_ = 0;  // elements of flat_params() / flat_grads()
   std::vector<Tensor> params_;
   std::vector<Tensor> compute_params_;
   std::vector<Tensor> grads_;

@@ -63,4 +63,19 @@ class AdamW {
 // True for parameters that get weight decay (2-D: linear weights and embeddings).
 bool DecaysWeight(const Tensor& param);
 
+// The building blocks of AdamW::Step, shared with the sharded optimizer (ZeRO-1,
+// parallel/zero_optimizer.h) so that both do exactly the same arithmetic.
+//
+// The figures of one step from the squared global gradient norm: lr at `step`, the
+// norm, and torch.nn.utils.clip_grad_norm_'s scale.
+StepStats StepStatsFor(const OptimizerConfig& config, float grad_sumsq, int64_t step);
+// Applies one AdamW update (stats.lr, stats.clip_scale, bias correction for `step`) to
+// the elements [begin, end) of model->flat_params(), reading the same range of
+// model->flat_grads(), parameter by parameter (weight decay per DecaysWeight), and
+// refreshes the compute copies of those elements. m and v hold the moments of exactly
+// that range (m[0] belongs to element `begin`). Gaps and padding are skipped.
+// REQUIRES: 0 <= begin <= end <= flat numel.
+void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
+                      int64_t step, int64_t begin, int64_t end, float* m, float* v);
+
 }  // namespace colossus

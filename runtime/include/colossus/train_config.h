@@ -4,11 +4,12 @@
 // typo never silently falls back to a default):
 //   model:     {preset: demo, n_layer, n_head, n_embd, block_size, vocab_size, padded_vocab_size}
 //   data:      {train: "dir/train_*.bin", val: "dir/val_*.bin", tokenizer: byte | path.model}
-//   training:  {batch_size, seq_len, grad_accum, steps, seed}
+//   training:  {batch_size, seq_len, grad_accum, global_batch, steps, seed}
 //   optimizer: {lr, min_lr, warmup_steps, total_steps, beta1, beta2, eps, weight_decay, grad_clip}
 //   eval:      {every, batches}
 //   sample:    {every, tokens, prompt, temperature}
 //   runtime:   {device: auto | cpu | cuda, threads, peak_tflops}
+//   parallel:  {zero: 0 | 1, bucket_mb, overlap: 0 | 1}
 //   output:    {dir, log_every}
 #pragma once
 
@@ -28,7 +29,12 @@ struct TrainConfig {
   std::string tokenizer = "byte";  // "byte" or a SentencePiece .model path
   int batch_size = 16;             // sequences per micro-batch
   int seq_len = 128;               // tokens per sequence (<= model.block_size)
-  int grad_accum = 1;              // micro-batches per optimizer step
+  int grad_accum = 1;              // micro-batches per optimizer step, per rank
+  // Samples per optimizer step over all data-parallel ranks (parallel/sample_split.h).
+  // 0: batch_size x grad_accum x ranks. When set, it is kept whatever the number of
+  // ranks (a restart on fewer ranks trains on the same samples): the micro-batches per
+  // rank become global_batch / (batch_size x ranks), and grad_accum must be 1 or agree.
+  int64_t global_batch = 0;
   int64_t steps = 100;             // optimizer steps
   uint64_t seed = 1337;            // weights and sample order
   OptimizerConfig optimizer;       // total_steps 0 = follow `steps`
@@ -44,6 +50,10 @@ struct TrainConfig {
   // (H100, H200 989; A100 312), and no MFU on a CPU or an unknown GPU. A value > 0 is
   // used whatever the device.
   float peak_tflops = 0.0f;
+  // Data parallelism (used when the process is one rank of several, dist_env.h).
+  int zero = 0;                    // 1: ZeRO-1, optimizer state sharded over the ranks
+  float bucket_mb = 25.0f;         // gradient all-reduce bucket size, MiB (plain DP)
+  int overlap = 1;                 // 1: all-reduce buckets during backward; 0: after it
   std::string output_dir = "runs/default";
   int64_t log_every = 10;          // a log line every k steps when not on a TTY
 
@@ -51,6 +61,11 @@ struct TrainConfig {
   // model.block_size = 1024").
   absl::Status Validate() const;
 };
+
+// Micro-batches each of `ranks` data-parallel ranks runs per optimizer step (see
+// global_batch). InvalidArgument naming the fields when global_batch does not split
+// into whole micro-batches per rank, or disagrees with an explicit grad_accum.
+absl::StatusOr<int> MicroBatchesPerRank(const TrainConfig& config, int ranks);
 
 // Parses a YAML config file. Errors name the file, the line and the key.
 absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);

@@ -1,4 +1,4 @@
-// Trainer: the single-process pretraining loop.
+// Trainer: the pretraining loop, in one process or as one data-parallel rank of many.
 //
 // Builds the backend, model, optimizer, data loaders and tokenizer from a TrainConfig,
 // then runs optimizer steps: gradient accumulation over micro-batches, global-norm
@@ -13,10 +13,26 @@
 // Sample g of the run (g = step * batch_size * grad_accum + micro * batch_size + row)
 // is DataLoader sample g, a pure function of (seed, g): a run restarted at step s
 // continues the exact stream.
+//
+// Data parallelism. When the process environment names a job of several ranks
+// (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT: parallel/dist_env.h), Create joins the
+// group (parallel/process_group.h; Gloo on the CPU, NCCL on CUDA with GPU LOCAL_RANK)
+// and every rank trains the same model on its slice of each global batch: step s uses
+// global samples [s*G, (s+1)*G), G = batch_size x k x ranks, rank r the contiguous
+// slice of k micro-batches starting at s*G + r*k*batch_size (parallel/sample_split.h;
+// k = grad_accum, or global_batch / (batch_size x ranks) when training.global_batch is
+// set). Gradients are averaged over the G samples (bucketed all-reduce overlapped with
+// the last backward, or ZeRO-1 with parallel.zero = 1: parallel/data_parallel.h), so
+// losses and weights match a one-process run with the same global batch up to
+// floating-point summation order. Logged loss and gradient norm are global; validation
+// is split over the ranks. Only rank 0 writes metrics.jsonl, the console progress, text
+// samples and model.safetensors; every rank computes. WORLD_SIZE unset: one process, no
+// communicator, exactly the single-process loop.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,6 +40,9 @@
 #include "colossus/metrics.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
+#include "colossus/parallel/data_parallel.h"
+#include "colossus/parallel/dist_env.h"
+#include "colossus/parallel/process_group.h"
 #include "colossus/tokenizer.h"
 #include "colossus/train_config.h"
 
@@ -36,20 +55,29 @@ struct TrainSummary {
   float val_loss = -1.0f;        // final validation loss (-1: no validation data)
   float unigram_val_loss = -1.0f;  // a unigram model of the training text on the same positions
   double seconds = 0.0;
-  double tokens_per_s = 0.0;     // over the whole run
-  std::string weights_path;
-  std::string sample;            // the final text sample
+  double tokens_per_s = 0.0;     // over the whole run, all ranks together
+  int ranks = 1;                 // data-parallel ranks
+  int64_t global_batch = 0;      // samples per optimizer step over all ranks
+  std::string weights_path;      // written by rank 0 only
+  std::string sample;            // the final text sample (rank 0 only; "" elsewhere)
 };
 
 class Trainer {
  public:
+  // Joins the data-parallel group the process environment describes (see above);
+  // errors naming the variable for a bad environment, before anything is built.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainConfig& config);
+  // With a group the caller made (tests, embedders); nullptr: one process, whatever the
+  // environment says. The group's backend must suit the device (Gloo for the CPU).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group);
   ~Trainer();
 
   // Runs config.steps optimizer steps starting at step `first_step` (0 for a fresh run).
   absl::StatusOr<TrainSummary> Run(int64_t first_step = 0);
 
   // Mean loss over the first eval_batches batches of the validation set, in order.
+  // Collective under data parallelism: the batches are split over the ranks.
   absl::StatusOr<float> Evaluate();
   // Cross-entropy of a unigram (add-one smoothed byte/token frequency) model of the
   // training shards on exactly the positions Evaluate scores.
@@ -58,24 +86,37 @@ class Trainer {
   absl::StatusOr<std::string> SampleText(uint64_t seed);
 
   GPT& model() { return *model_; }
-  AdamW& optimizer() { return *optimizer_; }
   const TrainConfig& config() const { return config_; }
+  int rank() const { return group_ ? group_->rank() : 0; }
+  int ranks() const { return group_ ? group_->size() : 1; }
+  int micro_batches_per_rank() const { return accum_; }
+  // Bytes of optimizer state this process holds (1/ranks of it with ZeRO-1).
+  size_t optimizer_state_bytes() const;
+  // The data-parallel machinery, nullptr in a single process.
+  const parallel::DataParallel* data_parallel() const { return dp_.get(); }
   const std::string& backend_description() const { return backend_why_; }
 
  private:
   Trainer(const TrainConfig& config) : config_(config) {}
   absl::Status Init();
+  // A console line, on rank 0 only.
+  void Say(const std::string& line);
 
   TrainConfig config_;
+  // Set by Create before Init: the environment to join, or an injected group.
+  std::optional<parallel::DistEnv> dist_env_;
+  std::unique_ptr<parallel::ProcessGroup> group_;
+  std::unique_ptr<parallel::DataParallel> dp_;  // non-null iff group_
+  int accum_ = 1;  // micro-batches per rank per step
   std::unique_ptr<kernels::Backend> backend_;
   std::string backend_why_;
   std::unique_ptr<GPT> model_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;  // single process only
   std::unique_ptr<DataLoader> train_;
   std::unique_ptr<DataLoader> val_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<JsonLinesWriter> log_;
-  std::unique_ptr<ProgressPrinter> progress_;
+  std::unique_ptr<JsonLinesWriter> log_;        // rank 0 only
+  std::unique_ptr<ProgressPrinter> progress_;  // rank 0 only
   std::vector<int32_t> inputs_, targets_;
   double flops_per_token_ = 0.0;  // ModelFlopsPerToken(model, seq_len)
   double peak_flops_ = 0.0;       // 0: unknown, no MFU

@@ -1,0 +1,78 @@
+#include "colossus/parallel/data_parallel.h"
+
+#include "absl/strings/str_format.h"
+#include "colossus/check.h"
+
+namespace colossus::parallel {
+
+DataParallel::~DataParallel() = default;
+
+absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
+    comm::Communicator* comm, GPT* model, const OptimizerConfig& config,
+    const DataParallelOptions& options) {
+  CHECK(comm != nullptr && model != nullptr);
+  std::unique_ptr<DataParallel> dp(new DataParallel(comm, model, options));
+  if (options.zero) {
+    auto zero = ZeroAdamW::Create(config, model, comm);
+    if (!zero.ok()) return zero.status();
+    dp->zero_ = *std::move(zero);
+  } else {
+    auto reducer = GradReducer::Create(model, comm, options.bucket_bytes);
+    if (!reducer.ok()) return reducer.status();
+    dp->reducer_ = *std::move(reducer);
+    auto adamw = AdamW::Create(config, model);
+    if (!adamw.ok()) return adamw.status();
+    dp->adamw_ = *std::move(adamw);
+  }
+  dp->scratch_ = std::make_unique<MemoryPlan>(model->backend(), "data-parallel scratch");
+  dp->scratch_->Add("sum_over_ranks", {1}, DType::kF32);
+  if (absl::Status s = dp->scratch_->Allocate(); !s.ok()) return s;
+  return dp;
+}
+
+GradsReadyFn DataParallel::BeginLastBackward() {
+  if (!reducer_) return nullptr;
+  reducer_->BeginStep();
+  armed_ = true;
+  return options_.overlap ? reducer_->Hook() : nullptr;
+}
+
+absl::StatusOr<StepStats> DataParallel::ReduceAndStep(int64_t step) {
+  if (zero_) return zero_->Step(step);
+  // BeginLastBackward is normally called by the trainer; arm here if it was not, so
+  // the reduction still happens (without overlap).
+  if (!armed_) reducer_->BeginStep();
+  armed_ = false;
+  if (absl::Status s = reducer_->Finish(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrFormat("step %d, gradient all-reduce: %s", step,
+                                                  s.message()));
+  }
+  // Every rank now holds the same summed gradients: the replicated update keeps the
+  // weights identical, and the norm it computes is the global one.
+  return adamw_->Step(step);
+}
+
+absl::StatusOr<float> DataParallel::SumOverRanks(float value) {
+  kernels::Backend* be = model_->backend();
+  float* cell = (*scratch_)[0].as<float>();
+  be->CopyFromHost(cell, &value, sizeof(float));
+  be->Synchronize();
+  if (absl::Status s =
+          comm_->AllReduce(cell, cell, 1, comm::DataType::kF32, comm::ReduceOp::kSum).Wait();
+      !s.ok()) {
+    return s;
+  }
+  float sum = 0.0f;
+  be->CopyToHost(&sum, cell, sizeof(float));
+  return sum;
+}
+
+size_t DataParallel::optimizer_state_bytes() const {
+  return zero_ ? zero_->state_bytes() : adamw_->state_bytes();
+}
+
+const OptimizerConfig& DataParallel::optimizer_config() const {
+  return zero_ ? zero_->config() : adamw_->config();
+}
+
+}  // namespace colossus::parallel
