@@ -55,11 +55,14 @@ int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 
 
 // One stream (stdout or stderr) of a worker.
 struct Stream {
+  int number = 1;  // 1 stdout, 2 stderr
   UniqueFd pipe;  // read end, non-blocking; invalid once closed
   UniqueFd log;   // log file; invalid without a run_dir
   internal::LineSplitter lines;
   std::deque<std::string> tail;
-  int echo_fd = -1;  // -1: not echoed
+  bool echo = false;
+  int echo_fd = -1;
+  std::string prefix;
 };
 
 }  // namespace
@@ -155,16 +158,31 @@ class WorkerSupervisor::Impl {
     return statuses_;
   }
 
-  std::string LogPath(int rank, const std::string& stream) const {
+  std::string LogDir() const {
+    if (!options_.log_dir.empty()) return options_.log_dir;
     if (options_.run_dir.empty()) return "";
-    return absl::StrCat(WorkerLogDir(options_.run_dir, options_.generation), "/rank", rank,
+    return WorkerLogDir(options_.run_dir, options_.generation);
+  }
+
+  std::string LogPathOf(const WorkerProcessSpec& spec, const std::string& stream) const {
+    const std::string dir = LogDir();
+    if (dir.empty()) return "";
+    return absl::StrCat(dir, "/", spec.log_name.empty() ? absl::StrCat("rank", spec.rank) : spec.log_name,
                         ".", stream);
+  }
+
+  std::string LogPath(int rank, const std::string& stream) const {
+    for (const WorkerProcessSpec& spec : specs_) {
+      if (spec.rank == rank) return LogPathOf(spec, stream);
+    }
+    return "";
   }
 
  private:
   struct Worker {
     pid_t pid = -1;
     UniqueFd pidfd;
+    UniqueFd stdin_pipe;  // write end, held open while the process runs (stdin_data)
     Stream out, err;
     bool running = false;
     bool stop_signalled = false;
@@ -221,8 +239,7 @@ class WorkerSupervisor::Impl {
   }
 
   absl::Status SpawnAll() {
-    if (!options_.run_dir.empty()) {
-      const std::string dir = WorkerLogDir(options_.run_dir, options_.generation);
+    if (const std::string dir = LogDir(); !dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       if (ec) {
@@ -271,7 +288,7 @@ class WorkerSupervisor::Impl {
         stream->pipe.Reset(fds[0]);
         write_end->Reset(fds[1]);
         fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-        const std::string log_path = LogPath(spec.rank, name);
+        const std::string log_path = LogPathOf(spec, name);
         if (!log_path.empty()) {
           stream->log.Reset(open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
           if (!stream->log.valid()) {
@@ -281,9 +298,26 @@ class WorkerSupervisor::Impl {
         }
         const bool echo = options_.echo == EchoMode::kAll ||
                           (options_.echo == EchoMode::kRank0 && spec.rank == 0);
-        if (echo) stream->echo_fd = stream == &w.out ? options_.echo_stdout_fd : options_.echo_stderr_fd;
+        stream->number = stream == &w.out ? 1 : 2;
+        stream->echo = echo;
+        stream->echo_fd = stream == &w.out ? options_.echo_stdout_fd : options_.echo_stderr_fd;
+        stream->prefix = spec.echo_prefix.value_or(absl::StrCat("[rank ", spec.rank, "] "));
       }
-      request.stdin_fd = dev_null.get();
+      UniqueFd stdin_read;
+      if (spec.stdin_data.has_value()) {
+        if (spec.stdin_data->size() > 64 * 1024) {
+          return absl::InvalidArgumentError(absl::StrCat(what, ": stdin data over 64 KiB"));
+        }
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0) {
+          return absl::ResourceExhaustedError(absl::StrCat(what, ": pipe2: ", strerror(errno)));
+        }
+        stdin_read.Reset(fds[0]);
+        w.stdin_pipe.Reset(fds[1]);
+        // Fits the pipe's buffer (64 KiB on Linux): this write does not block.
+        WriteAll(w.stdin_pipe.get(), *spec.stdin_data);
+      }
+      request.stdin_fd = stdin_read.valid() ? stdin_read.get() : dev_null.get();
       request.stdout_fd = out_write.get();
       request.stderr_fd = err_write.get();
       auto pid = internal::SpawnProcess(request);
@@ -416,10 +450,16 @@ class WorkerSupervisor::Impl {
       s.tail.emplace_back(line.substr(0, kTailLineMax));
       if (s.tail.size() > options_.tail_lines) s.tail.pop_front();
     }
-    if (s.echo_fd >= 0) {
-      // One write per line: lines of different ranks never interleave.
-      WriteAll(s.echo_fd, absl::StrCat("[rank ", rank, "] ", absl::string_view(line.data(), line.size()), "\n"));
+    if (!s.echo) return;
+    std::string text = s.prefix;
+    text.append(line);
+    if (options_.on_line) {
+      options_.on_line(rank, s.number, text);
+      return;
     }
+    // One write per line: lines of different ranks never interleave.
+    text.push_back('\n');
+    WriteAll(s.echo_fd, text);
   }
 
   void Reap(size_t i) {
@@ -437,6 +477,7 @@ class WorkerSupervisor::Impl {
                         << " (is SIGCHLD ignored?)";
     w.running = false;
     w.pidfd.Reset();
+    w.stdin_pipe.Reset();
     // Everything the worker wrote before it died is in the pipes: read it before the
     // report, so that the tail holds its last words.
     ReadStream(w, w.out, /*drain=*/true);

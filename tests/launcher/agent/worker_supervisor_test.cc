@@ -346,6 +346,57 @@ TEST(WorkerSupervisorTest, LogFilesAndPrefixedEcho) {
   }
 }
 
+TEST(WorkerSupervisorTest, NamedLogsCustomPrefixAndLineHook) {
+  TempDir dir;
+  SupervisorOptions options;
+  options.log_dir = dir / "agents";
+  std::mutex mu;
+  std::vector<std::string> lines;
+  options.on_line = [&](int rank, int stream, std::string_view line) {
+    std::lock_guard lock(mu);
+    lines.push_back(std::to_string(rank) + ":" + std::to_string(stream) + ":" + std::string(line));
+  };
+  WorkerProcessSpec spec = Shell(5, "echo '[rank 9] from a worker'; echo agent trouble >&2");
+  spec.log_name = "agent-node-b";
+  spec.echo_prefix = "";
+  auto sup = WorkerSupervisor::Start(options, {spec});
+  ASSERT_TRUE(sup.ok()) << sup.status();
+  (*sup)->Wait();
+  EXPECT_THAT(lines, ::testing::UnorderedElementsAre("5:1:[rank 9] from a worker",
+                                                     "5:2:agent trouble"));
+  EXPECT_EQ((*sup)->LogPath(5, "out"), dir / "agents/agent-node-b.out");
+  EXPECT_EQ(ReadFile(dir / "agents/agent-node-b.err"), "agent trouble\n");
+}
+
+TEST(WorkerSupervisorTest, StdinDataThenEndOfFileWhenTheSupervisorGoes) {
+  TempDir dir;
+  const std::string got = dir / "got";
+  const std::string eof = dir / "eof";
+  SupervisorOptions options;
+  options.echo = EchoMode::kNone;
+  // Reads the first line, then blocks on stdin until end-of-file.
+  WorkerProcessSpec spec = Shell(0, "read line; echo \"$line\" > " + got + "; cat > /dev/null; touch " + eof + "; trap '' TERM; sleep 60");
+  spec.stdin_data = "s3cret-token\n";
+  {
+    auto sup = WorkerSupervisor::Start(options, {spec});
+    ASSERT_TRUE(sup.ok()) << sup.status();
+    ASSERT_TRUE(WaitUntil([&] { return ReadFile(got) == "s3cret-token\n"; }));
+    // Held open while the supervisor runs: no end-of-file yet.
+    EXPECT_FALSE(std::filesystem::exists(eof));
+    (*sup)->RequestStop(absl::Seconds(30));
+    EXPECT_FALSE(std::filesystem::exists(eof));
+  }  // the destructor kills it
+  WorkerProcessSpec early = Shell(0, "cat > " + got);
+  early.stdin_data = "abc";
+  auto sup = WorkerSupervisor::Start(options, {early});
+  ASSERT_TRUE(sup.ok()) << sup.status();
+  // The shell waits for end-of-file, which comes only once the supervisor closes stdin.
+  EXPECT_FALSE((*sup)->WaitFor(absl::Milliseconds(200)));
+  EXPECT_EQ((*sup)->state(), WorkerSupervisor::State::kRunning);
+  (*sup)->Stop(absl::Seconds(5));
+  EXPECT_EQ(ReadFile(got), "abc");
+}
+
 TEST(WorkerSupervisorTest, TailKeepsTheLastLinesOfStderr) {
   SupervisorOptions options;
   options.echo = EchoMode::kNone;

@@ -48,7 +48,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -70,6 +72,16 @@ struct WorkerProcessSpec {
   std::vector<std::pair<std::string, std::string>> env;
   // Working directory; empty: the agent's.
   std::string cwd;
+  // Names the log files <log_name>.out/.err; empty: "rank<R>".
+  std::string log_name;
+  // Put before each echoed line; unset: "[rank R] ". (colossus-launch supervises agents
+  // whose lines carry their ranks' prefixes already.)
+  std::optional<std::string> echo_prefix;
+  // Unset: stdin is /dev/null. Set: stdin is a pipe that starts with these bytes (at most
+  // 64 KiB, so they fit the pipe's buffer) and is held open, without more data, until the
+  // process exits or the supervisor ends; so the process sees end-of-file exactly when
+  // its supervisor is gone (colossus-launch hands an ssh'd agent its token this way).
+  std::optional<std::string> stdin_data;
 };
 
 // How a worker ended.
@@ -101,13 +113,18 @@ struct WorkerStatus {
 };
 
 struct SupervisorOptions {
-  // Log files under <run_dir>/logs/gen<generation>/; empty run_dir: no log files.
+  // Log files under <run_dir>/logs/gen<generation>/ (or log_dir when set); neither set:
+  // no log files.
   std::string run_dir;
   int64_t generation = 0;
+  std::string log_dir;
   EchoMode echo = EchoMode::kAll;
   // Where echoed lines go (not owned; must stay open for the supervisor's life).
   int echo_stdout_fd = 1;
   int echo_stderr_fd = 2;
+  // Set: echoed lines go here (on the supervisor's thread) instead of the echo fds, with
+  // the prefix already applied and without the '\n'. stream is 1 (stdout) or 2 (stderr).
+  std::function<void(int rank, int stream, std::string_view line)> on_line;
   // Lines of each stream kept for WorkerExit's tails.
   size_t tail_lines = 20;
   // The workers' base environment, "KEY=VALUE"; empty: this process's environment.
@@ -144,7 +161,7 @@ class WorkerSupervisor {
 
   State state() const;
   std::vector<WorkerStatus> Workers() const;
-  // Log file of a global rank's stream ("out" or "err"), empty without a run_dir.
+  // Log file of a global rank's stream ("out" or "err"), empty without a log directory.
   std::string LogPath(int rank, const std::string& stream) const;
 
   static const char* StateName(State state);
