@@ -1,0 +1,226 @@
+// JobState's checkpoint commit: shard reports made durable in batches, then counted; a
+// complete step journaled as committed, and only then the latest.
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "colossus/launcher/job_state.h"
+
+namespace colossus::launcher {
+namespace {
+
+constexpr int32_t kMaxShards = 1 << 24;
+
+std::string ShardName(const v1::ShardReport& r) {
+  return absl::StrCat("shard of step ", r.step(), " rank ", r.rank());
+}
+
+}  // namespace
+
+absl::Status JobState::ValidateShardLocked(const v1::ShardReport& r) const {
+  if (r.step() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ShardReport.step ", r.step(), " must be positive (step 0 is no checkpoint)"));
+  }
+  if (r.num_shards() < 1 || r.num_shards() > kMaxShards) {
+    return absl::InvalidArgumentError(absl::StrCat("ShardReport.num_shards ", r.num_shards(),
+                                                   " of step ", r.step(), " must be in [1, ",
+                                                   kMaxShards, "]"));
+  }
+  if (r.rank() < 0 || r.rank() >= r.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("ShardReport.rank ", r.rank(), " of step ",
+                                                   r.step(), " is outside [0, ", r.num_shards(),
+                                                   ") (num_shards)"));
+  }
+  if (r.directory().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ShardReport.directory of ", ShardName(r), " is empty"));
+  }
+  if (r.path().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("ShardReport.path of ", ShardName(r), " is empty"));
+  }
+  if (r.bytes() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ShardReport.bytes ", r.bytes(), " of ", ShardName(r), " is negative"));
+  }
+  if (auto p = pending_steps_.find(r.step()); p != pending_steps_.end()) {
+    if (p->second.num_shards != r.num_shards()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ShardReport.num_shards ", r.num_shards(), " of ", ShardName(r),
+          " does not match the ", p->second.num_shards, " its step's earlier shards reported"));
+    }
+    if (p->second.directory != r.directory()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ShardReport.directory ", r.directory(), " of ", ShardName(r),
+          " differs from the step's directory ", p->second.directory));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> JobState::ApplyShardLocked(const v1::ShardReport& r, int32_t* received) {
+  if (absl::Status s = ValidateShardLocked(r); !s.ok()) return s;
+  auto [it, inserted] = pending_steps_.try_emplace(r.step());
+  PendingStep& p = it->second;
+  if (inserted) {
+    p.num_shards = r.num_shards();
+    p.directory = r.directory();
+    p.have.assign(static_cast<size_t>(r.num_shards()), false);
+    // Bound the memory of steps that never complete (a save that crashed half-way).
+    while (pending_steps_.size() > static_cast<size_t>(config_.max_pending_steps)) {
+      auto oldest = pending_steps_.begin();
+      if (oldest == it) ++oldest;
+      pending_steps_.erase(oldest);
+    }
+  }
+  if (!p.have[static_cast<size_t>(r.rank())]) {  // a duplicate counts once
+    p.have[static_cast<size_t>(r.rank())] = true;
+    ++p.received;
+  }
+  *received = p.received;
+  return p.received == p.num_shards;
+}
+
+absl::Status JobState::CommitLocked(int64_t step, absl::Time now, Deferred* deferred) {
+  const PendingStep& p = pending_steps_.at(step);
+  v1::JournalRecord record;
+  v1::CheckpointRef* ref = record.mutable_committed();
+  ref->set_step(step);
+  ref->set_directory(p.directory);
+  ref->set_num_shards(p.num_shards);
+  ref->set_generation(generation_);
+  if (absl::Status s = JournalLocked(record); !s.ok()) {
+    // Not latest; the step stays complete in memory, so any shard's retry commits it.
+    return absl::Status(s.code(), absl::StrCat("step ", step, " has every shard but was not "
+                                               "committed: journal append failed: ",
+                                               s.message()));
+  }
+  latest_ = *ref;
+  ++commits_;
+  pending_steps_.erase(pending_steps_.begin(), pending_steps_.upper_bound(step));
+  EventLocked(v1::JobEvent::KIND_CHECKPOINT_COMMITTED, "", -1, step,
+              absl::StrCat("checkpoint step ", step, " committed: ", ref->num_shards(),
+                           " shards in ", ref->directory(), " (generation ", generation_, ")"),
+              now, deferred);
+  return absl::OkStatus();
+}
+
+v1::ShardAck JobState::AckLocked(int64_t step, int32_t received, bool committed) const {
+  v1::ShardAck ack;
+  ack.set_committed(committed);
+  ack.set_received(received);
+  *ack.mutable_latest() = latest_;
+  return ack;
+}
+
+v1::CheckpointRef JobState::LatestCheckpoint() const {
+  absl::MutexLock lock(&mu_);
+  return latest_;
+}
+
+void JobState::ReportShard(const v1::ShardReport& report, absl::Time now, ShardDone done) {
+  {
+    Deferred deferred;
+    absl::MutexLock lock(&mu_);
+    auto refuse = [&](absl::Status status) {
+      deferred.Add([done = std::move(done), status = std::move(status)] { done(status); });
+    };
+    if (!shutdown_.ok()) return refuse(shutdown_);
+    if (IsFinalPhase(phase_)) {
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat("job ", config_.job_id, " has ended (", v1::JobPhase_Name(phase_), ")")));
+    }
+    if (absl::Status s = CheckCurrentLocked(report.header().generation(), "ReportShard"); !s.ok()) {
+      return refuse(std::move(s));
+    }
+    if (absl::Status s = ValidateShardLocked(report); !s.ok()) return refuse(std::move(s));
+    if (report.step() <= latest_.step()) {
+      if (report.step() == latest_.step()) {  // a retry after the commit
+        v1::ShardAck ack = AckLocked(report.step(), latest_.num_shards(), true);
+        deferred.Add([done = std::move(done), ack] { done(ack); });
+        return;
+      }
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat(ShardName(report), " is older than the latest committed step ",
+                       latest_.step())));
+    }
+    staged_shards_.push_back(StagedShard{report, std::move(done), now});
+    if (shard_writer_active_) return;  // the active writer takes this one with its next batch
+    shard_writer_active_ = true;
+  }
+  DrainShardJournal();
+}
+
+// Group commit: the thread that found no writer active appends every staged report as one
+// record, counts them, commits completed steps, and repeats until nothing is staged.
+// Reports staged meanwhile by other threads ride along; those threads return at once.
+void JobState::DrainShardJournal() {
+  while (true) {
+    Deferred deferred;  // acks of this batch, run at the end of the iteration
+    std::vector<StagedShard> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      if (staged_shards_.empty()) {
+        shard_writer_active_ = false;
+        return;
+      }
+      batch.swap(staged_shards_);
+    }
+
+    v1::JournalRecord record;
+    for (const StagedShard& s : batch) *record.mutable_shards()->add_shards() = s.report;
+    absl::Status journaled = absl::OkStatus();
+    if (journal_ != nullptr) {
+      absl::MutexLock lock(&journal_mu_);
+      journaled = journal_->Append(record);
+    }
+
+    absl::MutexLock lock(&mu_);
+    for (StagedShard& s : batch) {
+      const v1::ShardReport& r = s.report;
+      auto reply = [&](absl::StatusOr<v1::ShardAck> result) {
+        deferred.Add([done = std::move(s.done), result = std::move(result)] { done(result); });
+      };
+      if (!journaled.ok()) {
+        reply(absl::Status(journaled.code(), absl::StrCat(ShardName(r), " not acknowledged: "
+                                                          "journal append failed: ",
+                                                          journaled.message())));
+        continue;
+      }
+      // The world may have moved while the append ran.
+      if (!shutdown_.ok()) {
+        reply(shutdown_);
+        continue;
+      }
+      if (IsFinalPhase(phase_)) {
+        reply(absl::FailedPreconditionError(absl::StrCat("job ", config_.job_id, " has ended")));
+        continue;
+      }
+      if (absl::Status st = CheckCurrentLocked(r.header().generation(), "ReportShard"); !st.ok()) {
+        reply(std::move(st));
+        continue;
+      }
+      if (r.step() <= latest_.step()) {
+        reply(AckLocked(r.step(), r.num_shards(), r.step() == latest_.step()));
+        continue;
+      }
+      int32_t received = 0;
+      absl::StatusOr<bool> complete = ApplyShardLocked(r, &received);
+      if (!complete.ok()) {
+        reply(complete.status());
+        continue;
+      }
+      if (!*complete) {
+        reply(AckLocked(r.step(), received, false));
+        continue;
+      }
+      absl::Status committed = CommitLocked(r.step(), s.now, &deferred);
+      if (!committed.ok()) {
+        reply(committed);
+      } else {
+        reply(AckLocked(r.step(), received, true));
+      }
+    }
+  }
+}
+
+}  // namespace colossus::launcher
