@@ -1,8 +1,16 @@
-// train_gpt: single-process GPT pretraining from a YAML config and/or flags.
+// train_gpt: GPT pretraining from a YAML config and/or flags, in one process or as one
+// data-parallel rank of many.
 //
 //   train_gpt --config examples/configs/demo.yaml
 //   train_gpt --config my.yaml --set training.steps=50 --set runtime.threads=2
 //   train_gpt --preset tiny --train 'data/train_*.bin' --val 'data/val_*.bin' --steps 20
+//
+// Distributed: started with the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT; see runtime/include/colossus/parallel/dist_env.h), every process trains
+// its slice of each global batch and rank 0 writes the outputs. On one machine:
+//
+//   examples/train_gpt/launch_local.sh -n 2 -- train_gpt --config my.yaml --threads 1
+//       --global-batch 32 [--zero]          (one command line)
 //
 // Exit codes: 0 done, 2 bad usage or config, 1 a runtime failure (data, device, I/O,
 // divergence); the message on stderr names the file, field or step.
@@ -14,11 +22,14 @@
 #include "colossus/trainer.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"Pretrain a GPT with the Colossus runtime (one process)."};
+  CLI::App app{"Pretrain a GPT with the Colossus runtime (one process, or one data-parallel rank)."};
   std::string config_path, preset, train, val, device, out;
   std::vector<std::string> overrides;
   int64_t steps = -1;
   int threads = -1;
+  int64_t global_batch = -1;
+  float bucket_mb = -1;
+  bool zero = false, no_overlap = false;
   app.add_option("--config", config_path, "YAML training config (see runtime/include/colossus/train_config.h)");
   app.add_option("--preset", preset, "model preset: gpt2-124m, gpt2-350m, demo, tiny, bench");
   app.add_option("--train", train, "glob of training shards (.bin)");
@@ -27,6 +38,11 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "auto, cpu or cuda");
   app.add_option("--threads", threads, "CPU threads (0 = all)");
   app.add_option("--out", out, "output directory (metrics.jsonl, model.safetensors)");
+  app.add_option("--global-batch", global_batch,
+                 "samples per optimizer step over all ranks (kept when the rank count changes)");
+  app.add_flag("--zero", zero, "ZeRO-1: shard the optimizer state over the data-parallel ranks");
+  app.add_option("--bucket-mb", bucket_mb, "gradient all-reduce bucket size in MiB (default 25)");
+  app.add_flag("--no-overlap", no_overlap, "all-reduce the gradients after backward, not during it");
   app.add_option("--set", overrides, "override any config key: section.key=value (repeatable)");
   CLI11_PARSE(app, argc, argv);
 
@@ -48,6 +64,10 @@ int main(int argc, char** argv) {
   if (!device.empty()) sets.push_back("runtime.device=" + device);
   if (threads >= 0) sets.push_back("runtime.threads=" + std::to_string(threads));
   if (!out.empty()) sets.push_back("output.dir=" + out);
+  if (global_batch >= 0) sets.push_back("training.global_batch=" + std::to_string(global_batch));
+  if (zero) sets.push_back("parallel.zero=1");
+  if (bucket_mb > 0) sets.push_back("parallel.bucket_mb=" + std::to_string(bucket_mb));
+  if (no_overlap) sets.push_back("parallel.overlap=0");
   sets.insert(sets.end(), overrides.begin(), overrides.end());
   for (const std::string& s : sets) {
     if (absl::Status st = colossus::ApplyOverride(&config, s); !st.ok()) {
@@ -60,19 +80,24 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Joins the data-parallel group when the environment names one.
   auto trainer = colossus::Trainer::Create(config);
   if (!trainer.ok()) {
     std::fprintf(stderr, "train_gpt: %s\n", std::string(trainer.status().message()).c_str());
     return 1;
   }
+  const int rank = (*trainer)->rank();
   auto summary = (*trainer)->Run();
   if (!summary.ok()) {
-    std::fprintf(stderr, "train_gpt: %s\n", std::string(summary.status().message()).c_str());
+    std::fprintf(stderr, "train_gpt: rank %d: %s\n", rank,
+                 std::string(summary.status().message()).c_str());
     return 1;
   }
+  if (rank != 0) return 0;  // rank 0 reports for the job
   const colossus::TrainSummary& s = *summary;
-  std::printf("\n=== done: %lld steps in %.1f s (%.0f tokens/s)\n", static_cast<long long>(s.steps),
-              s.seconds, s.tokens_per_s);
+  std::printf("\n=== done: %lld steps in %.1f s (%.0f tokens/s over %d rank%s)\n",
+              static_cast<long long>(s.steps), s.seconds, s.tokens_per_s, s.ranks,
+              s.ranks == 1 ? "" : "s");
   std::printf("train loss: %.4f -> %.4f\n", s.first_loss, s.final_loss);
   if (s.val_loss >= 0) {
     std::printf("val loss:   %.4f   unigram baseline: %.4f   (%.1f%% lower)\n", s.val_loss,

@@ -105,13 +105,15 @@ class Trainer {
   TrainConfig config_;
   // Set by Create before Init: the environment to join, or an injected group.
   std::optional<parallel::DistEnv> dist_env_;
-  std::unique_ptr<parallel::ProcessGroup> group_;
-  std::unique_ptr<parallel::DataParallel> dp_;  // non-null iff group_
   int accum_ = 1;  // micro-batches per rank per step
   std::unique_ptr<kernels::Backend> backend_;
   std::string backend_why_;
   std::unique_ptr<GPT> model_;
   std::unique_ptr<AdamW> optimizer_;  // single process only
+  // Declared after the backend and the model, which they use: destroyed before them
+  // (dp_ first: its communication thread and scratch need the group and the backend).
+  std::unique_ptr<parallel::ProcessGroup> group_;
+  std::unique_ptr<parallel::DataParallel> dp_;  // non-null iff group_
   std::unique_ptr<DataLoader> train_;
   std::unique_ptr<DataLoader> val_;
   std::unique_ptr<Tokenizer> tokenizer_;
