@@ -190,7 +190,9 @@ absl::StatusOr<v1::JoinResponse> CoordinatorClient::Join(v1::JoinRequest request
   *request.mutable_header() = Header();
   const absl::Duration hold = request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms())
                                                        : options_.default_join_timeout;
-  Rpc rpc("Join", absl::StrCat("of node '", request.node_id(), "'"), false);
+  // The coordinator takes a Join with the incarnation of a held one as its retry (it
+  // replaces the earlier call), so with an incarnation a Join is safe to repeat.
+  Rpc rpc("Join", absl::StrCat("of node '", request.node_id(), "'"), !request.incarnation().empty());
   rpc.wait_for_ready = true;
   rpc.hold_until = absl::Now() + hold;
   v1::JoinResponse response;

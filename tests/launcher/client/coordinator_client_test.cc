@@ -153,6 +153,23 @@ TEST(CoordinatorClientTest, JoinWaitsForACoordinatorThatStartsLater) {
   EXPECT_EQ(fake.calls("Join"), 1);
 }
 
+TEST(CoordinatorClientTest, AJoinIsRetriedOnlyWithAnIncarnation) {
+  FakeCoordinator fake("job1", "secret");
+  auto client = Client(Options(fake.target()));
+  fake.FailNext(2);
+  ASSERT_TRUE(client->Join(JoinOf("n0")).ok());  // carries an incarnation: retried
+  EXPECT_EQ(fake.calls("Join"), 3);
+
+  FakeCoordinator other("job1", "secret");
+  auto second = Client(Options(other.target()));
+  other.FailNext(1);
+  v1::JoinRequest bare = JoinOf("n1");
+  bare.clear_incarnation();
+  absl::StatusOr<v1::JoinResponse> joined = second->Join(bare);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(other.calls("Join"), 1);
+}
+
 TEST(CoordinatorClientTest, AJoinThatNeverConnectsReadsUnreachable) {
   CoordinatorClientOptions o = Options("127.0.0.1:" + std::to_string(testing::UnusedPort()));
   o.call_timeout = absl::Milliseconds(200);

@@ -15,10 +15,11 @@
 // passed (StoreWait: until its own timeout); a coordinator that never answers then reads
 //   "coordinator HOST:PORT unreachable after N attempts (<Rpc> <what>: <last error>)"
 // (Unavailable). StoreAdd, StoreCompareSet, StoreDelete and StopJob are tried once: a lost
-// reply would otherwise apply them twice. Join is tried once as well, but waits for the
-// channel to connect (gRPC's wait_for_ready) until its deadline, so an agent that starts
-// before its coordinator simply waits; an unreachable coordinator then also reads
-// "unreachable" (Unavailable), not DeadlineExceeded.
+// reply would otherwise apply them twice. Join waits for the channel to connect (gRPC's
+// wait_for_ready) until its deadline, so an agent that starts before its coordinator
+// simply waits (a coordinator never reached reads "unreachable", not DeadlineExceeded);
+// it is retried on UNAVAILABLE within its hold only when it carries an incarnation (the
+// coordinator takes a Join with the incarnation of a held one as its retry).
 //
 // Deadlines: a non-held call gets `call_timeout`; a held call (Join, StoreWait) gets its
 // own timeout plus `call_timeout`, so that the coordinator's own DEADLINE_EXCEEDED (which
