@@ -218,8 +218,9 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
         "colossus: data parallel over %d ranks (%s, %s): %s",
         dp, comm::BackendName(group_->backend()), group_->env().DebugString(),
         reducer != nullptr
-            ? absl::StrFormat("gradients all-reduced in %d buckets of <= %.3g MiB, %s",
-                              reducer->buckets().size(), c.bucket_mb,
+            ? absl::StrFormat("gradients all-reduced in %d bucket%s (target %.3g MiB), %s",
+                              reducer->buckets().size(), reducer->buckets().size() == 1 ? "" : "s",
+                              c.bucket_mb,
                               c.overlap ? "overlapped with backward" : "after backward")
             : absl::StrFormat("ZeRO-1, optimizer state %.1f MiB per rank (1/%d)",
                               dp_->optimizer_state_bytes() / 1048576.0, dp)));

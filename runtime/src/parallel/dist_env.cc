@@ -46,8 +46,9 @@ EnvLookup ProcessEnv() {
 }
 
 std::string DistEnv::DebugString() const {
-  std::string store = coordinator.empty() ? absl::StrCat("store ", master_addr, ":", master_port)
-                                          : absl::StrCat("coordinator ", coordinator);
+  std::string store = world_size == 1        ? "no rendezvous"
+                      : !coordinator.empty() ? absl::StrCat("coordinator ", coordinator)
+                                             : absl::StrCat("store ", master_addr, ":", master_port);
   return absl::StrFormat("rank %d of %d (local %d), %s, generation %d", rank, world_size,
                          local_rank, store, generation);
 }

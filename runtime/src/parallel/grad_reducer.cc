@@ -1,5 +1,6 @@
 #include "colossus/parallel/grad_reducer.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -83,6 +84,7 @@ void GradReducer::BeginStep() {
   std::lock_guard<std::mutex> lock(mu_);
   completed_ = 0;
   error_ = absl::OkStatus();
+  comm_seconds_ = 0;
 }
 
 void GradReducer::OnGradsReady(size_t first, size_t end) {
@@ -126,8 +128,12 @@ absl::Status GradReducer::Finish() {
     LaunchRange(next_launch_, buckets_.size());
     next_launch_ = buckets_.size();
   }
+  const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return completed_ == buckets_.size(); });
+  report_.wait_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report_.comm_seconds = comm_seconds_;
   in_step_ = false;
   return error_;
 }
@@ -143,6 +149,7 @@ void GradReducer::CommLoop() {
     const bool failed = !error_.ok();
     lock.unlock();
     absl::Status s;
+    const auto t0 = std::chrono::steady_clock::now();
     // After a failure the communicator is broken: the remaining buckets are only
     // counted, so that Finish returns the first error instead of a pile of echoes.
     if (!failed) {
@@ -160,7 +167,10 @@ void GradReducer::CommLoop() {
                                        s.message()));
       }
     }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     lock.lock();
+    comm_seconds_ += seconds;
     if (!s.ok() && error_.ok()) error_ = s;
     ++completed_;
     if (completed_ == buckets_.size()) cv_.notify_all();

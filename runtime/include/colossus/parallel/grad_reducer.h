@@ -91,6 +91,8 @@ class GradReducer {
     // it was launched (1 = after the first layer's gradients; Finish counts as one
     // more than the calls made).
     std::vector<int> launched_after_calls;
+    double comm_seconds = 0;  // the communication thread's time in all-reduces
+    double wait_seconds = 0;  // the training thread's time blocked in Finish (exposed)
   };
   const StepReport& last_step() const { return report_; }
 
@@ -115,6 +117,7 @@ class GradReducer {
   std::deque<size_t> queue_;       // launched buckets for the thread; guarded by mu_
   size_t completed_ = 0;           // buckets reduced (or skipped after an error); mu_
   absl::Status error_;             // first failure of the step; mu_
+  double comm_seconds_ = 0;        // this step's all-reduce time; mu_
   bool stop_ = false;              // mu_
   std::thread thread_;
 };
