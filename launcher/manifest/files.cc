@@ -95,40 +95,43 @@ std::string AbsoluteDirectoryOf(absl::string_view path) {
   return ResolvePath(CurrentDirectory(), parent.empty() ? std::string(".") : parent.string());
 }
 
-}  // namespace manifest_internal
-
-bool IsThisMachine(std::string_view host) {
-  const std::string h = absl::AsciiStrToLower(absl::string_view(host.data(), host.size()));
-  if (h == "localhost" || h == "::1" || absl::StartsWith(h, "127.") ||
-      absl::EndsWith(h, ".localhost")) {
-    return true;
-  }
+ThisMachine::ThisMachine() {
   char name[256] = {};
-  if (::gethostname(name, sizeof(name) - 1) == 0) {
-    const std::string mine = absl::AsciiStrToLower(name);
-    // The short forms compare too: "gpu-a" and "gpu-a.cluster.local" are one machine.
-    const auto short_name = [](const std::string& s) { return s.substr(0, s.find('.')); };
-    const bool is_name = std::any_of(h.begin(), h.end(), absl::ascii_isalpha) && !absl::StrContains(h, ':');
-    if (h == mine || (is_name && short_name(h) == short_name(mine))) return true;
-  }
-  // An address of one of this machine's interfaces.
+  if (::gethostname(name, sizeof(name) - 1) == 0) hostname_ = absl::AsciiStrToLower(name);
   ifaddrs* addresses = nullptr;
-  if (::getifaddrs(&addresses) != 0) return false;
-  bool found = false;
-  for (ifaddrs* a = addresses; a != nullptr && !found; a = a->ifa_next) {
+  if (::getifaddrs(&addresses) != 0) return;
+  for (ifaddrs* a = addresses; a != nullptr; a = a->ifa_next) {
     if (a->ifa_addr == nullptr) continue;
     const int family = a->ifa_addr->sa_family;
     if (family != AF_INET && family != AF_INET6) continue;
     char text[NI_MAXHOST] = {};
     const socklen_t size = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
     if (::getnameinfo(a->ifa_addr, size, text, sizeof(text), nullptr, 0, NI_NUMERICHOST) == 0) {
-      std::string address = text;
-      address = address.substr(0, address.find('%'));  // drop an IPv6 zone ("fe80::1%eth0")
-      found = absl::AsciiStrToLower(address) == h;
+      const std::string address = text;
+      addresses_.insert(absl::AsciiStrToLower(address.substr(0, address.find('%'))));  // no zone
     }
   }
   ::freeifaddrs(addresses);
-  return found;
+}
+
+bool ThisMachine::Is(absl::string_view host) const {
+  const std::string h = absl::AsciiStrToLower(host);
+  if (h == "localhost" || h == "::1" || absl::StartsWith(h, "127.") || absl::EndsWith(h, ".localhost")) {
+    return true;
+  }
+  if (!hostname_.empty()) {
+    // The short forms compare too: "gpu-a" and "gpu-a.cluster.local" are one machine.
+    const auto short_name = [](const std::string& s) { return s.substr(0, s.find('.')); };
+    const bool is_name = std::any_of(h.begin(), h.end(), absl::ascii_isalpha) && !absl::StrContains(h, ':');
+    if (h == hostname_ || (is_name && short_name(h) == short_name(hostname_))) return true;
+  }
+  return addresses_.count(h) != 0;
+}
+
+}  // namespace manifest_internal
+
+bool IsThisMachine(std::string_view host) {
+  return manifest_internal::ThisMachine().Is(absl::string_view(host.data(), host.size()));
 }
 
 }  // namespace colossus::launcher

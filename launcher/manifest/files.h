@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace colossus::launcher::manifest_internal {
 
@@ -20,5 +22,17 @@ std::string ResolvePath(absl::string_view base_dir, absl::string_view path);
 // The directory part of `path` made absolute against the working directory.
 std::string AbsoluteDirectoryOf(absl::string_view path);
 std::string CurrentDirectory();
+
+// This machine's names and interface addresses, read once: IsThisMachine asks the system
+// on every call, which a 12,500-node manifest would feel.
+class ThisMachine {
+ public:
+  ThisMachine();
+  bool Is(absl::string_view host) const;
+
+ private:
+  std::string hostname_;  // lower case
+  std::set<std::string> addresses_;
+};
 
 }  // namespace colossus::launcher::manifest_internal

@@ -8,12 +8,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "colossus/launcher/manifest.h"
+#include "files.h"
 #include "yaml_fields.h"
 
 namespace colossus::launcher::manifest_internal {
@@ -68,8 +70,11 @@ class ManifestParser {
   // An error about `path`, at the field when it was written, else without a position.
   absl::Status ErrorAtPath(const std::string& path, absl::string_view rule) const;
 
+  bool IsLocal(const std::string& host);
+
   std::string source_;
   ManifestOptions options_;
+  std::unique_ptr<ThisMachine> this_machine_;  // read on first use
   std::string working_dir_;
   Manifest m_;
   std::map<std::string, Field> seen_;  // path -> the field as read

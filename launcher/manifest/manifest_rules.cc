@@ -43,8 +43,14 @@ TextShape ShapeOf(absl::string_view text) {
     if (first == absl::string_view::npos || l[first] == '#') continue;
     const bool is_marker = (absl::StartsWith(l, "---") || absl::StartsWith(l, "...")) &&
                            (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    const auto at = [line](size_t column) {
+      YAML::Mark mark;
+      mark.line = line;
+      mark.column = static_cast<int>(column);
+      return mark;
+    };
     if (is_marker) {
-      if (shape.first_content.line >= 0 && marker.line < 0) marker.line = line, marker.column = 0;
+      if (shape.first_content.line >= 0 && marker.line < 0) marker = at(0);
       // "--- {job: ...}": the document may start on the marker's line.
       const size_t rest = l.find_first_not_of(" \t\r", 3);
       if (rest == absl::string_view::npos || l[rest] == '#') continue;
@@ -52,14 +58,14 @@ TextShape ShapeOf(absl::string_view text) {
         shape.second_document = marker;
         return shape;
       }
-      if (shape.first_content.line < 0) shape.first_content.line = line, shape.first_content.column = static_cast<int>(rest);
+      if (shape.first_content.line < 0) shape.first_content = at(rest);
       continue;
     }
     if (marker.line >= 0) {
       shape.second_document = marker;
       return shape;
     }
-    if (shape.first_content.line < 0) shape.first_content.line = line, shape.first_content.column = static_cast<int>(first);
+    if (shape.first_content.line < 0) shape.first_content = at(first);
   }
   return shape;
 }
@@ -108,10 +114,12 @@ absl::Status ManifestParser::CheckNode(const Field& element, NodeSpec* node) {
         num_gpus > 0 ? "has none" : "has GPUs"));
   }
 
-  if (name == nullptr) node->name = node->host;
+  // A host that cannot be a name (an IPv6 literal, a name past 64 characters) gives a
+  // positional one.
+  if (name == nullptr) node->name = IsValidName(node->host) ? node->host : absl::StrCat("node", node->node_rank);
   if (address == nullptr) node->address = node->host;
   if (Seen(p + ".remote") == nullptr) {
-    node->remote = options_.is_local ? !options_.is_local(node->host) : !IsThisMachine(node->host);
+    node->remote = !IsLocal(node->host);
   }
 
   // Against the nodes before it.

@@ -18,13 +18,6 @@ constexpr int kMaxWorkersPerNode = 1024;
 constexpr int64_t kMaxTokenBytes = 64 << 10;
 constexpr int64_t kMaxTlsFileBytes = 1 << 20;
 
-// Job and node names end up in file names and log prefixes.
-bool IsValidName(absl::string_view name) {
-  return !name.empty() && name.size() <= 64 &&
-         std::all_of(name.begin(), name.end(),
-                     [](char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }) &&
-         !std::all_of(name.begin(), name.end(), [](char c) { return c == '.'; });
-}
 constexpr absl::string_view kNameRule = "letters, digits, '.', '_' and '-', at most 64";
 
 // gRPC metadata carries the token: printable ASCII, and no blanks so that a stray space
@@ -70,6 +63,12 @@ ManifestParser::ManifestParser(absl::string_view source, const ManifestOptions& 
   m_.source = std::string(source);
   m_.base_dir = options.base_dir.empty() ? AbsoluteDirectoryOf(source)
                                          : ResolvePath(CurrentDirectory(), options.base_dir);
+}
+
+bool ManifestParser::IsLocal(const std::string& host) {
+  if (options_.is_local) return options_.is_local(host);
+  if (this_machine_ == nullptr) this_machine_ = std::make_unique<ThisMachine>();
+  return this_machine_->Is(host);
 }
 
 FieldRule ManifestParser::Rule(absl::string_view name, std::function<absl::Status(const Field&)> read) {
@@ -308,7 +307,7 @@ absl::Status ManifestParser::ReadHostfile(const Field& f) {
     node.address = e.host;
     for (int i = 0; i < e.slots; ++i) node.gpus.push_back(i);
     node.workers = e.slots;
-    node.remote = options_.is_local ? !options_.is_local(e.host) : !IsThisMachine(e.host);
+    node.remote = !IsLocal(e.host);
     node.source = absl::StrFormat("%s:%d", m_.hostfile, e.line);
     m_.nodes.push_back(std::move(node));
   }

@@ -260,6 +260,13 @@ bool IsLauncherVariable(absl::string_view name) {
          std::find(std::begin(kSet), std::end(kSet), name) != std::end(kSet);
 }
 
+bool IsValidName(absl::string_view name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(),
+                     [](char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }) &&
+         !std::all_of(name.begin(), name.end(), [](char c) { return c == '.'; });
+}
+
 bool IsValidHost(absl::string_view host) {
   if (host.empty() || host.size() > 253) return false;
   if (absl::StrContains(host, ':')) {  // IPv6 literal

@@ -86,6 +86,10 @@ absl::Status ReadEnv(absl::string_view source, const Field& field,
 // Names of the variables colossus-launch sets itself (and the COLOSSUS_ prefix).
 bool IsLauncherVariable(absl::string_view name);
 
+// Job and node names end up in file names and log prefixes: letters, digits, '.', '_'
+// and '-', at most 64, and not only dots.
+bool IsValidName(absl::string_view name);
+
 // A hostname (labels of [A-Za-z0-9_-] joined by dots), an IPv4 or an IPv6 literal
 // (without brackets).
 bool IsValidHost(absl::string_view host);

@@ -240,6 +240,17 @@ TEST(ManifestDefaults, TwoAgentsOnOneHostWithTheirOwnAddressesAndGpus) {
   EXPECT_EQ(m->coordinator.advertise, "head");
 }
 
+TEST(ManifestDefaults, AHostThatCannotBeANameGivesAPositionalName) {
+  absl::StatusOr<Manifest> m = ParseManifest(
+      "job: {name: v6}\nworker: {command: w}\n"
+      "nodes: [{host: localhost, gpus: 1}, {host: 'fd00::5', gpus: 1}]\n",
+      "m.yaml", Options("/x", "/y"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->nodes[0].name, "localhost");
+  EXPECT_EQ(m->nodes[1].name, "node1");
+  EXPECT_EQ(m->nodes[1].address, "fd00::5");
+}
+
 TEST(ManifestDefaults, ElasticWithoutBoundsSpansOneToAllNodes) {
   absl::StatusOr<Manifest> m = ParseManifest(
       "job: {name: e}\nworker: {command: w}\nrestart: {elastic: {}}\n"
