@@ -89,4 +89,9 @@ uint64_t JobEvents::appended() const {
   return next_seq_ - 1;
 }
 
+size_t JobEvents::subscribers() const {
+  absl::MutexLock lock(&mu_);
+  return subscribers_.size();
+}
+
 }  // namespace colossus::launcher

@@ -68,6 +68,8 @@ class JobEvents {
   std::vector<v1::JobEvent> Recent(size_t max) const;
   // Events appended since construction.
   uint64_t appended() const;
+  // Current subscribers.
+  size_t subscribers() const;
 
  private:
   struct Subscriber {
