@@ -58,7 +58,7 @@ struct AgentAction {
   absl::Duration grace = absl::ZeroDuration();
   bool success = false;
   int exit_code = 0;
-  std::string message;
+  std::string message = {};
 
   std::string DebugString() const;
 };
@@ -115,7 +115,7 @@ class AgentCore {
     bool success = false;
     bool leave = false;
     int exit_code = 0;
-    std::string message;
+    std::string message = {};
   };
   std::vector<AgentAction> StopThen(Then then, absl::Duration grace, absl::Time now);
   std::vector<AgentAction> Continue(absl::Time now);
