@@ -30,6 +30,7 @@
 #include "colossus/launcher/exit_codes.h"
 #include "colossus/launcher/manifest.h"
 #include "colossus/launcher/worker_supervisor.h"
+#include "agent_fleet.h"
 #include "console.h"
 #include "job_view.h"
 #include "launch_main.h"
@@ -254,29 +255,14 @@ int LaunchMain(int argc, char** argv) {
   }
 
   // 4. The agents, supervised like workers: own process groups, bound to this process,
-  // output relayed line by line (their lines carry the ranks' prefixes already).
-  const std::vector<AgentLaunch> plan = PlanAgents(m, inputs);
-  std::vector<WorkerProcessSpec> specs;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    WorkerProcessSpec spec;
-    spec.local_rank = spec.rank = static_cast<int>(i);
-    spec.argv = plan[i].argv;
-    spec.log_name = "agent-" + plan[i].node;
-    spec.echo_prefix = "";
-    // Remote agents read the token from stdin; its end-of-file tells them we are gone.
-    if (plan[i].remote) spec.stdin_data = token->first + "\n";
-    specs.push_back(std::move(spec));
-  }
-  SupervisorOptions so;
-  so.log_dir = m.run_dir + "/logs";
-  so.echo = EchoMode::kAll;
-  so.tail_lines = 10;
-  so.on_line = [&console](int, int stream, std::string_view line) { console.Line(stream, line); };
-  so.on_exit = [&inbox](const WorkerExit& e) { inbox.Push(e); };
-  absl::StatusOr<std::unique_ptr<WorkerSupervisor>> agents = WorkerSupervisor::Start(so, specs);
-  if (!agents.ok()) {
+  // output relayed line by line.
+  AgentFleet fleet(
+      PlanAgents(m, inputs), token->first, m.run_dir + "/logs",
+      [&console](int stream, std::string_view line) { console.Line(stream, line); },
+      [&inbox](const WorkerExit& e) { inbox.Push(e); });
+  if (absl::Status s = fleet.StartAll(); !s.ok()) {
     if (server) (void)(*client)->StopJob("colossus-launch could not start the agents");
-    return Fail(kExitJobFailed, absl::StrCat("cannot start the agents: ", agents.status().message()));
+    return Fail(kExitJobFailed, absl::StrCat("cannot start the agents: ", s.message()));
   }
   console.Info(absl::StrCat("job ", m.name, ": ", m.nodes.size(), " node(s), ", m.world_size,
                             " rank(s), coordinator ", inputs.coordinator, ", logs in ", m.run_dir,
@@ -286,11 +272,13 @@ int LaunchMain(int argc, char** argv) {
   const absl::Time start = absl::Now();
   std::map<std::string, int> agent_codes;           // node -> exit code
   std::map<std::string, WorkerExit> agent_exits;
+  size_t running = fleet.size();
+  int agent_restarts = 0;
   bool interrupted = false, ended = false;
   absl::Time give_up = absl::InfiniteFuture();      // then the agents are stopped by us
   bool agents_stopped = false;
   v1::JobStatus last;
-  while (agent_exits.size() < plan.size()) {
+  while (running > 0) {
     pollfd fds[2] = {{sig_fd, POLLIN, 0}, {inbox.fd(), POLLIN, 0}};
     const int n = poll(fds, 2, 1000);
     if (n < 0 && errno != EINTR) break;
@@ -306,13 +294,13 @@ int LaunchMain(int argc, char** argv) {
           if (!stopped.ok()) {
             console.Info(absl::StrCat("could not stop the job through the coordinator (",
                                       stopped.status().message(), "): stopping the agents"));
-            (*agents)->RequestStop(absl::Seconds(10));
+            fleet.StopAll(absl::Seconds(10));
             agents_stopped = true;
           }
           give_up = absl::Now() + kAgentExitGrace;
         } else {
           console.Info("killing the agents");
-          (*agents)->RequestStop(absl::ZeroDuration());
+          fleet.StopAll(absl::ZeroDuration());
           agents_stopped = true;
         }
       }
@@ -329,13 +317,39 @@ int LaunchMain(int argc, char** argv) {
       }
     }
     for (const WorkerExit& e : exits) {
-      const std::string& node = plan[e.rank].node;
+      const int node_index = e.rank;
+      const std::string& node = fleet.launch(node_index).node;
+      fleet.Reap(node_index);
+      --running;
       agent_exits[node] = e;
       agent_codes[node] = e.signal != 0 ? 128 + e.signal : e.exit_code;
-      if (!e.success()) {
-        console.Info(absl::StrCat("agent of node ", node, " ",
-                                  e.signal != 0 ? absl::StrCat("killed by signal ", e.signal)
-                                                : absl::StrCat("exited with code ", e.exit_code)));
+      // After the job ended agents exit with its outcome (3 when stopped): not news.
+      if (e.success() || ((ended || interrupted) && e.signal == 0)) continue;
+      console.Info(absl::StrCat("agent of node ", node, " ",
+                                e.signal != 0 ? absl::StrCat("killed by signal ", e.signal)
+                                              : absl::StrCat("exited with code ", e.exit_code)));
+      // An agent killed while the job runs (the OOM killer, a stray kill -9) took its
+      // workers with it. Its node leaves the generation (the others restart without
+      // waiting for its timeout) and a fresh agent joins the next one, within the
+      // job's restart budget.
+      if (e.signal != 0 && !e.after_stop && !ended && !interrupted &&
+          agent_restarts < m.restart.max_restarts) {
+        ++agent_restarts;
+        (*client)->set_generation(last.generation());
+        if (absl::Status s = (*client)->Leave(
+                node, absl::StrCat("its agent (pid ", e.pid, ") was killed by signal ", e.signal));
+            !s.ok()) {
+          console.Info(absl::StrCat("leave for node ", node, ": ", s.message()));
+        }
+        console.Info(absl::StrCat("starting the agent of node ", node, " again (", agent_restarts,
+                                  " of ", m.restart.max_restarts, ")"));
+        if (absl::Status s = fleet.Restart(node_index); s.ok()) {
+          ++running;
+          agent_exits.erase(node);
+          agent_codes.erase(node);
+        } else {
+          console.Info(std::string(s.message()));
+        }
       }
     }
     absl::StatusOr<v1::JobStatus> st =
@@ -350,11 +364,10 @@ int LaunchMain(int argc, char** argv) {
     }
     if (absl::Now() > give_up && !agents_stopped) {
       console.Info("agents still running after the job ended: stopping them");
-      (*agents)->RequestStop(absl::Seconds(10));
+      fleet.StopAll(absl::Seconds(10));
       agents_stopped = true;
     }
   }
-  agents->reset();  // every agent has exited (or is killed and reaped here)
 
   // 6. The outcome.
   if (server) {

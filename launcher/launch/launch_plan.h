@@ -24,7 +24,7 @@ struct LaunchPlanInputs {
   std::string token_file;          // for local agents (and the workers)
   std::vector<std::string> extra_worker_args;  // after `--` on the command line
   // Overrides of worker.log from the command line ("" keeps the manifest's).
-  std::string log;
+  std::string log = {};
 };
 
 // The coordinator that colossus-launch starts in-process (coordinator.start: here):

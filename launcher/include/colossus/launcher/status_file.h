@@ -31,7 +31,7 @@ struct RankStatusReport {
   float loss = 0.0f;
   double tokens_per_s = 0.0;
   int64_t collective_seq = 0;
-  std::string collective;
+  std::string collective = {};
 };
 
 std::string RankStatusPath(const std::string& run_dir, int64_t generation, int rank);
