@@ -132,7 +132,7 @@ class LaunchTest : public ::testing::Test {
 };
 
 TEST_F(LaunchTest, LocalJobOfFourWorkersCompletesAndEachSawItsEnvironment) {
-  Launcher launch({WriteManifest("--steps 3")}, dir_.path());
+  Launcher launch({WriteManifest("--steps 3 --store-check")}, dir_.path());
   ASSERT_EQ(launch.Wait(), 0) << launch.Output();
   const std::string out = launch.Output();
   EXPECT_THAT(out, HasSubstr("job e2e succeeded"));
@@ -156,6 +156,8 @@ TEST_F(LaunchTest, LocalJobOfFourWorkersCompletesAndEachSawItsEnvironment) {
     EXPECT_EQ(env["OMP_NUM_THREADS"], "1");
     EXPECT_EQ(env["JOB_VAR"], "everyone");
     EXPECT_EQ(env["NODE_VAR"], r < 2 ? "from-a" : "from-b");  // the node's env wins
+    // The COLOSSUS_* variables are enough to rendezvous through the coordinator.
+    EXPECT_EQ(ReadFile(WorkerFile(1, r, "store")), "0 1 2 3 ");
     // Each rank's output: in its log file and on the launcher's terminal, prefixed.
     EXPECT_THAT(ReadFile(absl::StrCat(run_dir(), "/logs/gen1/rank", r, ".out")),
                 HasSubstr(absl::StrCat("worker rank ", r, " of 4 (generation 1) up")));

@@ -6,6 +6,8 @@
 //   --hold-generation G  in generation G, run until killed
 //   --hold-file F        run until file F exists
 //   --fail-code C        write three lines to stderr and exit C
+//   --store-check        rendezvous through the coordinator's store (worker_store.h):
+//                        set "rank<R>", wait for every rank's key, record what it read
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include <thread>
 
 #include "colossus/launcher/status_file.h"
+#include "colossus/launcher/worker_store.h"
 
 extern char** environ;
 
@@ -39,8 +42,16 @@ int main(int argc, char** argv) {
   int steps = 3, fail_code = 0;
   long hold_generation = -1;
   std::string hold_file;
+  bool store_check = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--store-check") store_check = true;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--store-check") {
+      --i;
+      continue;
+    }
     if (flag == "--steps") steps = std::atoi(argv[i + 1]);
     if (flag == "--hold-generation") hold_generation = std::atol(argv[i + 1]);
     if (flag == "--hold-file") hold_file = argv[i + 1];
@@ -82,6 +93,18 @@ int main(int argc, char** argv) {
   std::printf("worker rank %d of %d (generation %s) up\n", rank, world, gen.c_str());
   std::fflush(stdout);
 
+  if (store_check) {
+    auto store = colossus::launcher::CoordinatorStoreFromEnvironment();
+    if (!store.ok()) return Bad(std::string(store.status().message()));
+    if (absl::Status s = (*store)->Set("rank" + Env("RANK"), Env("RANK")); !s.ok()) {
+      return Bad(std::string(s.message()));
+    }
+    std::vector<std::string> keys;
+    for (int r = 0; r < world; ++r) keys.push_back("rank" + std::to_string(r));
+    if (absl::Status s = (*store)->Wait(keys, absl::Seconds(30)); !s.ok()) return Bad(std::string(s.message()));
+    std::ofstream seen(base + ".store");
+    for (const std::string& k : keys) seen << *(*store)->Get(k) << " ";
+  }
   const std::string status = Env("COLOSSUS_STATUS_FILE");
   for (int s = 0; s < steps; ++s) {
     colossus::launcher::WriteRankStatus(status, {.step = s, .loss = 5.0f / (s + 1), .tokens_per_s = 100.0})
