@@ -78,6 +78,7 @@ int Main(int argc, char** argv) {
   std::string coordinator = DefaultCoordinator();
   std::string run_dir;
   std::vector<std::string> extra_args;
+  bool held_deadlines = false;
   app.add_option("--agents", agents, "simulated node agents (N)")->check(CLI::Range(1, 1 << 20));
   app.add_option("--ranks-per-agent", ranks, "ranks (GPUs) per agent")->check(CLI::Range(1, 1024));
   app.add_option("--heartbeat-s", heartbeat_s, "seconds of 1 Hz heartbeats measured (0: skip)");
@@ -87,6 +88,9 @@ int Main(int argc, char** argv) {
   app.add_option("--max-connections", max_connections,
                  "TCP connections at most; agents beyond share them")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_flag("--held-call-deadlines,!--no-held-call-deadlines", held_deadlines,
+               "held Joins and StoreWaits carry a gRPC deadline (CoordinatorClient's do not: "
+               "it cancels them itself)");
   app.add_option("--run-dir", run_dir, "the coordinator's run directory (default: a fresh temp dir)");
   app.add_option("--coordinator-arg", extra_args, "extra flag for the coordinator (repeatable)")
       ->allow_extra_args(false);
@@ -109,7 +113,10 @@ int Main(int argc, char** argv) {
   std::vector<std::string> args = {
       "--job-id", job, "--listen", "127.0.0.1:0", "--token-file", token_file,
       "--run-dir", run_dir, "--min-nodes", std::to_string(agents), "--max-nodes",
-      std::to_string(agents), "--settle-ms", "0"};
+      std::to_string(agents), "--settle-ms", "0",
+      // No health stream is open during phases (a) and (b): a node timeout shorter than
+      // the run would declare every node dead and restart the job under the benchmark.
+      "--node-timeout-ms", "3600000"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> proc = CoordinatorProcess::Start(
       coordinator, args, run_dir + "/coordinator.stderr", absl::Seconds(30));
@@ -129,6 +136,7 @@ int Main(int argc, char** argv) {
   lo.cq_threads = cq_threads;
   lo.max_connections = max_connections;
   lo.coordinator_pid = cpid;
+  lo.held_call_deadlines = held_deadlines;
   absl::StatusOr<std::unique_ptr<LoadAgents>> load = LoadAgents::Create(lo);
   if (!load.ok()) {
     std::cerr << "colossus-coordinator-load: " << load.status() << "\n";
@@ -147,6 +155,7 @@ int Main(int argc, char** argv) {
   j["ranks"] = agents * ranks;
   j["connections"] = (*load)->connections();
   j["cq_threads"] = cq_threads;
+  j["held_call_deadlines"] = held_deadlines;
   if (idle.ok()) j["coordinator_idle_rss_mib"] = MiB(idle->rss_bytes);
 
   const bool big = agents >= 12500;

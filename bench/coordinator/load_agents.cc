@@ -23,6 +23,11 @@ void SetHeader(v1::RequestHeader* header, const std::string& job, int64_t genera
   header->set_generation(generation);
 }
 
+bool IsIpv4Literal(const std::string& host_port) {
+  const std::string host = host_port.substr(0, host_port.rfind(':'));
+  return !host.empty() && host.find_first_not_of("0123456789.") == std::string::npos;
+}
+
 std::string Describe(const grpc::Status& s) {
   return absl::StrCat(static_cast<int>(s.error_code()), " ", s.error_message());
 }
@@ -42,7 +47,10 @@ absl::StatusOr<std::unique_ptr<LoadAgents>> LoadAgents::Create(const LoadOptions
       std::max(1, std::min({options.agents, options.max_connections, fd_budget}));
   for (int c = 0; c < connections; ++c) {
     launcher::CoordinatorChannelOptions co;
-    co.target = options.target;
+    // An IPv4 literal needs no resolver: "ipv4:" skips the DNS resolver gRPC would
+    // otherwise run per channel (12,500 resolutions are the load's cost, not the
+    // coordinator's; a real agent resolves its coordinator once).
+    co.target = IsIpv4Literal(options.target) ? "ipv4:" + options.target : options.target;
     co.own_connection = true;
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = launcher::MakeCoordinatorChannel(co);
     if (!channel.ok()) return channel.status();
@@ -117,7 +125,9 @@ RendezvousFigures LoadAgents::Rendezvous() {
     op->request.set_incarnation(absl::StrCat("load-", getpid(), "-", i));
     op->request.set_timeout_ms(300000);
     op->context.AddMetadata("x-colossus-token", options_.token);
-    op->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(330));
+    if (options_.held_call_deadlines) {
+      op->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(330));
+    }
     ops[i] = std::move(op);
   }
   // A shuffled order, so that the coordinator's node order cannot come from arrival.
@@ -218,7 +228,9 @@ NcclIdFigures LoadAgents::NcclId() {
     auto op = std::make_unique<WaitOp>();
     op->latch = &latch;
     op->context.AddMetadata("x-colossus-token", options_.token);
-    op->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(330));
+    if (options_.held_call_deadlines) {
+      op->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(330));
+    }
     auto& stub = stubs_->stubs[static_cast<size_t>(agent) % stubs_->stubs.size()];
     op->reader = stub->PrepareAsyncStoreWait(&op->context, request, QueueOf(agent));
     op->reader->StartCall();

@@ -43,6 +43,11 @@ struct LoadOptions {
   int cq_threads = 8;
   int max_connections = 16000;
   pid_t coordinator_pid = 0;  // for CPU and memory samples (0: none)
+  // Held calls (Join, StoreWait) carry a gRPC deadline. CoordinatorClient's do not (it
+  // cancels them itself): a deadline travels to the coordinator, where Debian's gRPC
+  // arms a timer per call with debug bookkeeping (launcher/client/call_canceller.h).
+  // On, it shows what that costs.
+  bool held_call_deadlines = false;
 };
 
 struct RendezvousFigures {

@@ -84,6 +84,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeCoordinatorChannel(
     // Agents send beats (data) between pings; do not cap pings for want of data.
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
+  // channelz keeps a node and an event trace per channel and subchannel for an admin
+  // service agents do not run; at thousands of channels per process (the load
+  // benchmark) it is a real share of connection setup.
+  args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
   if (options.own_connection) {
     // gRPC shares subchannels (TCP connections) between channels with equal arguments
     // in a process-wide pool. A local pool plus an argument no other channel has gives

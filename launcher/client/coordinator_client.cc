@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "call_canceller.h"
 #include "client_internal.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/grpcpp.h"
@@ -139,12 +140,20 @@ absl::Status CoordinatorClient::Invoke(
                                                                       : first + options_.retry.max_elapsed;
   for (int attempts = 1;; ++attempts) {
     const absl::Time deadline = std::max(absl::Now(), rpc.hold_until) + options_.call_timeout;
+    // Held calls carry no gRPC deadline (it would cost the coordinator a timer per held
+    // call; call_canceller.h): the canceller ends them at the same instant instead.
+    const bool held = rpc.hold_until != absl::InfinitePast();
     absl::StatusOr<std::unique_ptr<grpc::ClientContext>> context =
-        NewContext(deadline, rpc.wait_for_ready);
+        NewContext(held ? absl::InfiniteFuture() : deadline, rpc.wait_for_ready);
     if (!context.ok()) return context.status();
+    const uint64_t timer = held ? client_internal::CallCanceller::Get().Arm(deadline, context->get()) : 0;
     absl::Status s = attempt(context->get());
+    const bool timed_out = held && client_internal::CallCanceller::Get().Disarm(timer);
     Unregister(context->get());
     if (s.ok()) return s;
+    if (timed_out && s.code() == absl::StatusCode::kCancelled) {
+      s = absl::DeadlineExceededError("cancelled by the client at its deadline");
+    }
 
     if (s.code() == absl::StatusCode::kCancelled) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -213,6 +213,11 @@ TEST(CoordinatorClientTest, StoreWaitIsReleasedBySetFromAnotherClientAndTimesOut
   ASSERT_TRUE(values.ok()) << values.status();
   EXPECT_EQ(*values, std::vector<std::string>{"abc"});
 
+  // The hold is enforced by the client, not sent as a gRPC deadline (a timer per held
+  // call at the coordinator); short calls carry one.
+  EXPECT_FALSE(fake.had_deadline("StoreWait"));
+  EXPECT_TRUE(fake.had_deadline("StoreSet"));
+
   absl::StatusOr<std::vector<std::string>> late =
       waiter->StoreWait({"nccl/id", "rank/7"}, absl::Milliseconds(100));
   EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);

@@ -69,6 +69,12 @@ int64_t FakeCoordinator::calls(const std::string& rpc) const {
   return it == calls_.end() ? 0 : it->second;
 }
 
+bool FakeCoordinator::had_deadline(const std::string& rpc) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = had_deadline_.find(rpc);
+  return it != had_deadline_.end() && it->second;
+}
+
 std::vector<std::string> FakeCoordinator::tokens_seen() const {
   std::lock_guard<std::mutex> lock(mu_);
   return tokens_;
@@ -92,6 +98,7 @@ grpc::Status FakeCoordinator::Admit(grpc::ServerContext* context, const std::str
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++calls_[rpc];
+    had_deadline_[rpc] = context->deadline() != std::chrono::system_clock::time_point::max();
     tokens_.push_back(token);
     peers_.insert(context->peer());
   }

@@ -56,6 +56,8 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::set<std::string> peers() const;  // distinct client addresses (one per connection)
   std::vector<v1::NodeHealth> beats() const;
   int open_health_streams() const { return open_health_streams_.load(); }
+  // Whether the last call of `rpc` arrived with a gRPC deadline (grpc-timeout).
+  bool had_deadline(const std::string& rpc) const;
 
   // ---- the service ----
   grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest*, v1::JoinResponse*) override;
@@ -98,6 +100,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, int64_t> calls_;
+  std::map<std::string, bool> had_deadline_;
   std::vector<std::string> tokens_;
   std::set<std::string> peers_;
   std::map<std::string, std::string> generation_keys_, job_keys_;

@@ -23,7 +23,10 @@
 //
 // Deadlines: a non-held call gets `call_timeout`; a held call (Join, StoreWait) gets its
 // own timeout plus `call_timeout`, so that the coordinator's own DEADLINE_EXCEEDED (which
-// names what is missing) arrives before the client gives up.
+// names what is missing) arrives before the client gives up. Held calls enforce that
+// deadline on the client (a process-wide thread cancels them) instead of sending it as a
+// gRPC deadline, which would cost the coordinator a timer per held call: 100,000 ranks
+// waiting for one NCCL id made that seconds of its CPU with Debian's gRPC.
 //
 // Connections: by default every client opens its own TCP connection (a local subchannel
 // pool and a channel argument unique to the client), as separate hosts would. Clients of
