@@ -220,6 +220,17 @@ TEST_F(LaunchTest, SigintStopsTheJobOnEveryNode) {
   }
 }
 
+TEST_F(LaunchTest, KillingTheLauncherLeavesNothingRunning) {
+  Launcher launch({WriteManifest("--hold-generation 1")}, dir_.path());
+  auto gen1 = WaitForWorkers(1);
+  ASSERT_EQ(kill(launch.pid(), SIGKILL), 0);
+  EXPECT_EQ(launch.Wait(), 128 + SIGKILL);
+  for (auto [w, a] : gen1) {
+    EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(w); })) << "worker " << w;
+    EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(a); })) << "agent " << a;
+  }
+}
+
 TEST_F(LaunchTest, StopCommandStopsARunningJob) {
   const std::string manifest = WriteManifest("--hold-generation 1");
   Launcher launch({manifest}, dir_.path());
