@@ -31,11 +31,11 @@
 namespace colossus::launcher {
 
 struct NodeIdentityFlags {
-  std::string node_id;
-  std::string address;
-  int workers = 0;        // 0: not given
-  std::string gpus;       // "" not given; "none"; "0,1,2,3" indices; or a count "4"
-  std::string coordinator;
+  std::string node_id = {};
+  std::string address = {};
+  int workers = 0;           // 0: not given
+  std::string gpus = {};     // "" not given; "none"; "0,1,2,3" indices; or a count "4"
+  std::string coordinator = {};
 };
 
 struct NodeIdentity {
