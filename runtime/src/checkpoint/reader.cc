@@ -133,7 +133,9 @@ absl::Status ReadVerified(OpenShard& shard, const ReadOp& op, kernels::Backend* 
   const int64_t blocks_per_span = std::max<int64_t>(1, kReadSpanBytes / B);
   for (int64_t k = op.begin / B; k * B < op.end; k += blocks_per_span) {
     const int64_t span_begin = k * B;
-    const int64_t span_end = std::min(data_bytes, (k + blocks_per_span) * B);
+    // Whole blocks only up to the one holding op.end - 1: never read past the need.
+    const int64_t last_block_end = (op.end + B - 1) / B * B;
+    const int64_t span_end = std::min({data_bytes, (k + blocks_per_span) * B, last_block_end});
     buffer.resize(static_cast<size_t>(span_end - span_begin));
     if (absl::Status s = internal::ReadExact(shard.fd.get(), buffer.data(), span_end - span_begin,
                                              shard.data_offset + span_begin, shard.path);
