@@ -17,6 +17,28 @@
 namespace colossus {
 namespace {
 using Clock = std::chrono::steady_clock;
+
+// FNV-1a: stable across processes and builds (absl::Hash is seeded per process).
+uint64_t Fingerprint(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// What every data-parallel rank must agree on: the model, the batch arithmetic, the
+// optimizer, the seed and the parallel settings, and the training data as loaded.
+std::string AgreedSettings(const TrainConfig& c, int accum, const DataLoader& train) {
+  const OptimizerConfig& o = c.optimizer;
+  return absl::StrFormat(
+      "%s|B%d T%d k%d G%d|steps %d seed %d|lr %a %a %d %d %a %a %a %a %a|zero %d bucket %a "
+      "overlap %d|data %d tokens %d windows",
+      c.model.DebugString(), c.batch_size, c.seq_len, accum, c.global_batch, c.steps, c.seed,
+      o.lr, o.min_lr, o.warmup_steps, o.total_steps, o.beta1, o.beta2, o.eps, o.weight_decay,
+      o.grad_clip, c.zero, c.bucket_mb, c.overlap, train.num_tokens(), train.num_windows());
+}
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -123,6 +145,11 @@ absl::Status Trainer::Init() {
     auto dp = parallel::DataParallel::Create(&group_->dp(), model_.get(), oc, dpo);
     if (!dp.ok()) return dp.status();
     dp_ = *std::move(dp);
+    if (absl::Status s = dp_->CheckSameOnAllRanks(
+            Fingerprint(AgreedSettings(c, accum_, *train_)), "training config or data");
+        !s.ok()) {
+      return s;
+    }
   } else {
     auto opt = AdamW::Create(oc, model_.get());
     if (!opt.ok()) return opt.status();

@@ -1,5 +1,8 @@
 #include "colossus/parallel/data_parallel.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_format.h"
 #include "colossus/check.h"
 
@@ -26,6 +29,8 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
   }
   dp->scratch_ = std::make_unique<MemoryPlan>(model->backend(), "data-parallel scratch");
   dp->scratch_->Add("sum_over_ranks", {1}, DType::kF32);
+  // i64 has no kernels::DType: room for one 8-byte value per rank, declared as f32 pairs.
+  dp->scratch_->Add("fingerprints", {2 * static_cast<int64_t>(comm->size())}, DType::kF32);
   if (absl::Status s = dp->scratch_->Allocate(); !s.ok()) return s;
   return dp;
 }
@@ -65,6 +70,30 @@ absl::StatusOr<float> DataParallel::SumOverRanks(float value) {
   float sum = 0.0f;
   be->CopyToHost(&sum, cell, sizeof(float));
   return sum;
+}
+
+absl::Status DataParallel::CheckSameOnAllRanks(uint64_t value, const std::string& what) {
+  kernels::Backend* be = model_->backend();
+  const size_t n = static_cast<size_t>(size());
+  auto* all = static_cast<int64_t*>((*scratch_)[1].data);
+  int64_t mine = static_cast<int64_t>(value);
+  be->CopyFromHost(all + rank(), &mine, sizeof(mine));
+  be->Synchronize();
+  if (absl::Status s = comm_->AllGather(all + rank(), all, 1, comm::DataType::kI64).Wait();
+      !s.ok()) {
+    return s;
+  }
+  std::vector<int64_t> host(n);
+  be->CopyToHost(host.data(), all, n * sizeof(int64_t));
+  std::string differ;
+  for (size_t r = 1; r < n; ++r) {
+    if (host[r] != host[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (differ.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "rank %d: the %s differs across the data-parallel ranks: rank(s) %s disagree with rank 0 "
+      "(every rank must train with the same settings and data)",
+      rank(), what, differ));
 }
 
 size_t DataParallel::optimizer_state_bytes() const {

@@ -145,6 +145,37 @@ TEST(DataParallel, BucketsSmallerThanALayerAndLargerThanTheModelGiveTheSameWeigh
   EXPECT_TRUE(BitIdentical(after.ranks[0].weights_path, big.ranks[0].weights_path));
 }
 
+// Replicas that disagree (here: rank 1 has another seed, so other initial weights and
+// samples) would train two different models in lockstep; Create refuses them.
+TEST(DataParallel, RanksWithDifferentSettingsAreRefused) {
+  TrainConfig c = TinyDpConfig(MakeCorpus("dp_mismatch"));
+  c.val_data.clear();
+  const auto results = comm::testing::RunRanks(
+      2,
+      [&](const comm::testing::RankEnv& env) -> absl::Status {
+        TrainConfig mine = c;
+        mine.output_dir = RunDir(absl::StrCat("mismatch/out.rank", env.rank));
+        if (env.rank == 1) mine.seed += 1;
+        parallel::DistEnv de;
+        de.rank = env.rank;
+        de.world_size = env.size;
+        parallel::ProcessGroupOptions po;
+        po.store_factory = [store = env.store](const parallel::DistEnv&) { return store; };
+        auto group = parallel::ProcessGroup::Create(de, po);
+        if (!group.ok()) return group.status();
+        auto t = Trainer::Create(mine, *std::move(group));
+        if (t.ok()) return absl::InternalError("ranks with different seeds were accepted");
+        if (t.status().code() != absl::StatusCode::kFailedPrecondition ||
+            std::string(t.status().message()).find("rank(s) 1 disagree with rank 0") ==
+                std::string::npos) {
+          return absl::InternalError(absl::StrCat("unclear error: ", t.status().ToString()));
+        }
+        return absl::OkStatus();
+      },
+      absl::Seconds(60));
+  comm::testing::ExpectAllOk(results);
+}
+
 // A port that was free a moment ago (the kernel picks it; the race with another
 // process taking it meanwhile is remote on a test machine).
 int FreePort() {

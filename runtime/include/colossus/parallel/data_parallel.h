@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "colossus/memory_plan.h"
@@ -62,6 +63,11 @@ class DataParallel {
   absl::StatusOr<StepStats> ReduceAndStep(int64_t step);
   // The sum of `value` over the ranks (every rank gets it).
   absl::StatusOr<float> SumOverRanks(float value);
+  // Collective: OK when every rank passed the same `value` (a fingerprint of what must
+  // agree: the training config, the dataset), else FailedPrecondition naming `what` and
+  // the ranks that differ from rank 0. Replicas that silently disagree (another seed,
+  // other data) would never converge to one model.
+  absl::Status CheckSameOnAllRanks(uint64_t value, const std::string& what);
 
   // Bytes of optimizer state this rank holds (the moments; sharded with ZeRO-1).
   size_t optimizer_state_bytes() const;
@@ -83,7 +89,8 @@ class DataParallel {
   std::unique_ptr<GradReducer> reducer_;
   std::unique_ptr<AdamW> adamw_;
   std::unique_ptr<ZeroAdamW> zero_;
-  std::unique_ptr<MemoryPlan> scratch_;  // one f32 in backend memory for SumOverRanks
+  // Backend memory for SumOverRanks (one f32) and CheckSameOnAllRanks (one i64 per rank).
+  std::unique_ptr<MemoryPlan> scratch_;
   bool armed_ = false;                   // BeginLastBackward armed the reducer
 };
 
