@@ -2,6 +2,8 @@
 // /metrics, and an orderly shutdown.
 #include "colossus/launcher/coordinator.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -77,10 +79,45 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Coord
   return grpc::SslServerCredentials(ssl);
 }
 
+// Queues by default: one per core, at least 2. Two costs pull opposite ways. Debian's gRPC
+// scans a queue's outstanding operations on every event (a debug check), which more
+// queues divide; but an event is usually found by whichever thread is polling and handed
+// to its queue's thread, a wake-up that is likelier the more queues there are. Measured
+// here with 12,500 agents beating at 1 Hz: 0.34-0.43 core with 2 queues, 0.47-0.53 with
+// 8, the NCCL-id fan-out no different. The scan stays short because held unary calls
+// keep no operation outstanding (no AsyncNotifyWhenDone on StoreWait) and a Health
+// stream keeps one (its read).
+constexpr int kDefaultQueues = 2;
+
 std::string HostOf(const std::string& address) {
   size_t colon = address.rfind(':');
   return colon == std::string::npos ? address : address.substr(0, colon);
 }
+
+// Gives memory back to the system after a burst of calls. 100,000 held StoreWaits (the
+// NCCL id of 12,500 nodes x 8 ranks) take ~1.8 GB inside gRPC; glibc keeps freed pages,
+// so without this a coordinator would sit at its burst's peak for the rest of the job.
+// When the live calls have fallen far below their peak, malloc_trim runs once the fall
+// has paused for a second (calls are freed over seconds, as clients read their answers).
+class MemoryReturn {
+ public:
+  void Tick(absl::Time now, int64_t live_calls) {
+    peak_ = std::max(peak_, live_calls);
+    if (peak_ - live_calls >= kBurst) {
+      trim_at_ = now + absl::Seconds(1);
+      peak_ = live_calls;
+    }
+    if (now >= trim_at_) {
+      malloc_trim(0);
+      trim_at_ = absl::InfiniteFuture();
+    }
+  }
+
+ private:
+  static constexpr int64_t kBurst = 2000;
+  int64_t peak_ = 0;
+  absl::Time trim_at_ = absl::InfiniteFuture();
+};
 
 }  // namespace
 
@@ -164,6 +201,7 @@ class CoordinatorServer::Impl {
   }
 
   void TickerLoop() {
+    MemoryReturn memory;
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -173,6 +211,7 @@ class CoordinatorServer::Impl {
       state->Tick(now);
       store->Tick(now);
       ctx->SweepFirstMessages(now);
+      memory.Tick(now, ctx->live_calls.load(std::memory_order_relaxed));
     }
   }
 
@@ -315,11 +354,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // BDP probing costs a ping per burst on every connection; the control plane moves
   // small messages (PLATFORM.md: 0.72 -> 0.43 core at 12,500 connections).
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // No per-call deadline timer on the server: JobState and JobStore time their held calls
+  // themselves, and a client whose deadline passes cancels its call (which the held call
+  // notices). Debian's gRPC keeps every timer in a debug hash table of 1009 chains, so
+  // 100,000 held StoreWaits with client deadlines made each timer add/remove walk ~100
+  // entries: a third of the coordinator's time in the NCCL-id fan-out.
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0);
   // Two coordinators must not share a port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(16 << 20);
   int threads = options.cq_threads;
-  if (threads == 0) threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  if (threads == 0) threads = std::max(kDefaultQueues, static_cast<int>(std::thread::hardware_concurrency()));
   for (int i = 0; i < threads; ++i) ctx.cqs.push_back(builder.AddCompletionQueue());
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {

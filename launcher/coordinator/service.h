@@ -114,6 +114,9 @@ class ServiceContext {
   // Cuts off the streams whose deadline is <= now (all of them with `all`).
   void SweepFirstMessages(absl::Time now, bool all = false);
 
+  // Call objects alive (held, streaming, or waiting for a request), for memory
+  // housekeeping.
+  std::atomic<int64_t> live_calls{0};
   // Refusals, for /metrics.
   std::atomic<int64_t> unauthenticated{0};
   std::atomic<int64_t> first_message_timeouts{0};

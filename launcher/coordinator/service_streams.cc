@@ -17,11 +17,16 @@ class HealthCall : public CommandSink,
                    public FirstMessageWatch,
                    public std::enable_shared_from_this<HealthCall> {
  public:
-  HealthCall(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) : ctx_(ctx), cq_(cq) {}
+  HealthCall(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) : ctx_(ctx), cq_(cq) {
+    ctx_->live_calls.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~HealthCall() override { ctx_->live_calls.fetch_sub(1, std::memory_order_relaxed); }
 
   static void Post(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) {
+    // No AsyncNotifyWhenDone: a read is pending for the stream's whole life and fails when
+    // the client goes away, which is all we need to know; the notification would add an
+    // outstanding operation per stream to the queue that Debian's gRPC scans per event.
     auto call = std::make_shared<HealthCall>(ctx, cq);
-    call->server_ctx_.AsyncNotifyWhenDone(&call->done_tag_);
     ctx->Run([&] {
       ctx->service.RequestHealth(&call->server_ctx_, &call->stream_, cq, cq,
                                  call->request_tag_.Arm(call));
@@ -43,8 +48,6 @@ class HealthCall : public CommandSink,
   void OnRequest(bool ok) {
     if (!ok) return;
     Post(ctx_, cq_);
-    auto self = shared_from_this();
-    if (!done_seen_) done_tag_.Arm(self);
     grpc::Status status = Authorize(*ctx_, server_ctx_);
     if (!status.ok()) {
       RequestFinish(status);
@@ -61,7 +64,8 @@ class HealthCall : public CommandSink,
 
   void OnRead(bool ok) {
     if (!ok) {
-      // The agent closed its side, or the stream broke.
+      // The agent closed its side, or the stream broke (or we finished it).
+      ctx_->Unwatch(watch_id_);
       Detach();
       RequestFinish(grpc::Status::OK);
       return;
@@ -97,13 +101,6 @@ class HealthCall : public CommandSink,
       }
     }
     StartRead();
-  }
-
-  void OnDone(bool ok) {
-    done_seen_ = true;
-    ctx_->Unwatch(watch_id_);
-    Detach();
-    if (server_ctx_.IsCancelled()) RequestFinish(grpc::Status::CANCELLED);
   }
 
   // The stream no longer speaks for its node (queue thread only).
@@ -160,9 +157,7 @@ class HealthCall : public CommandSink,
   OpTag<HealthCall> read_tag_{this, &HealthCall::OnRead};
   OpTag<HealthCall> write_tag_{this, &HealthCall::OnWrite};
   OpTag<HealthCall> finish_tag_{this, &HealthCall::OnFinish};
-  OpTag<HealthCall> done_tag_{this, &HealthCall::OnDone};
   // Queue thread only.
-  bool done_seen_ = false;
   bool opened_ = false;
   uint64_t stream_id_ = 0;
   uint64_t watch_id_ = 0;
@@ -179,7 +174,10 @@ class EventsCall : public EventSink, public std::enable_shared_from_this<EventsC
   // A watcher further behind than this is dropped rather than buffering without bound.
   static constexpr size_t kMaxQueued = 10000;
 
-  EventsCall(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) : ctx_(ctx), cq_(cq) {}
+  EventsCall(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) : ctx_(ctx), cq_(cq) {
+    ctx_->live_calls.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~EventsCall() override { ctx_->live_calls.fetch_sub(1, std::memory_order_relaxed); }
 
   static void Post(ServiceContext* ctx, grpc::ServerCompletionQueue* cq) {
     auto call = std::make_shared<EventsCall>(ctx, cq);

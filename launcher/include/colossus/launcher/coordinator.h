@@ -74,7 +74,8 @@ struct CoordinatorOptions {
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;
 
-  // Completion queues (one thread each); 0: one per core, at least 2.
+  // Completion queues (one thread each); 0: one per core, at least 2 (the trade-off is
+  // measured in coordinator_server.cc).
   int cq_threads = 0;
   StoreLimits store_limits;
   // A StoreWait with timeout_ms 0 waits this long.
