@@ -335,7 +335,7 @@ absl::StatusOr<CommitRecord> DecodeCommit(const std::string& text, const std::st
                                               s.num_shards, ")"));
     }
     for (const PieceRef& p : s.pieces) {
-      if (p.offset + p.numel > out.meta.numel || p.offset + p.numel < p.offset) {
+      if (p.offset > out.meta.numel - p.numel) {  // both >= 0 (ReadPieces): no overflow
         return absl::DataLossError(absl::StrCat(path, ": shard ", s.file, " piece ",
                                                 StateVectorName(p.vector), " [", p.offset, ", +",
                                                 p.numel, ") is outside [0, ", out.meta.numel, ")"));

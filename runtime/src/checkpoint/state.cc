@@ -29,6 +29,12 @@ bool ParseStateVector(const std::string& name, StateVector* out) {
   return false;
 }
 
+int64_t SourceBytes(const std::vector<SourcePiece>& pieces) {
+  int64_t n = 0;
+  for (const SourcePiece& p : pieces) n += p.ref.numel;
+  return n * 4;
+}
+
 int64_t SplitBegin(int64_t numel, int rank, int world) {
   CHECK(world > 0 && rank >= 0 && rank <= world) << "rank " << rank << " of " << world;
   // numel * rank overflows int64 for a large model on many ranks.

@@ -6,6 +6,7 @@
 #include "checkpoint_test_util.h"
 #include "colossus/kernels/backend.h"
 #include "colossus/model.h"
+#include "colossus/optimizer.h"
 #include "gmock/gmock.h"
 
 namespace colossus::checkpoint::testing {
@@ -181,6 +182,74 @@ TEST(Checkpoint, GptZeroShardsLoadIntoPlainDataParallel) {
     }
     EXPECT_GT(gaps, 0);
   }
+}
+
+// Training resumed from a checkpoint continues exactly: 6 AdamW steps in one go equal
+// 3 steps, a save, and 3 more steps in a fresh model and optimizer loaded from it, bit
+// for bit (the state a checkpoint holds is all the optimizer needs).
+TEST(Checkpoint, AdamWResumeIsBitExact) {
+  TempDir dir;
+  auto backend = kernels::MakeCpuBackend(1);
+  const GPTConfig config = TestModel();
+  const OptimizerConfig opt = MetaFor(0, 0).optimizer;
+  const int B = 2, T = 8;
+  auto train = [&](GPT& model, AdamW& adamw, int64_t from, int64_t to) {
+    for (int64_t step = from; step < to; ++step) {
+      std::vector<int32_t> tokens(B * T), targets(B * T);
+      std::mt19937 rng(static_cast<uint32_t>(step));  // the batch is a function of the step
+      for (int i = 0; i < B * T; ++i) {
+        tokens[i] = static_cast<int32_t>(rng() % config.vocab_size);
+        targets[i] = static_cast<int32_t>(rng() % config.vocab_size);
+      }
+      model.ZeroGrad();
+      ASSERT_TRUE(model.Forward(tokens.data(), targets.data(), B, T).ok());
+      model.Backward();
+      adamw.Step(step);
+    }
+  };
+  auto held_of = [](GPT& model, AdamW& adamw) {
+    return HeldState{model.flat_params().as<float>(), adamw.first_moment().as<float>(),
+                     adamw.second_moment().as<float>(), 0, model.flat_params().numel};
+  };
+
+  auto straight = *GPT::Create(config, backend.get(), B, T);
+  straight->InitWeights(5);
+  auto straight_opt = *AdamW::Create(opt, straight.get());
+  train(*straight, *straight_opt, 0, 6);
+
+  {
+    auto model = *GPT::Create(config, backend.get(), B, T);
+    model->InitWeights(5);
+    auto adamw = *AdamW::Create(opt, model.get());
+    train(*model, *adamw, 0, 3);
+    Group group(dir.path(), 1);
+    SaveRequest req;
+    req.meta = MetaFor(3, model->num_parameters());
+    req.pieces = PiecesToSave(FlatLayout::FromModel(*model), held_of(*model, *adamw), 0, 1);
+    req.backend = backend.get();
+    ASSERT_TRUE(group.writer(0).Save(req).ok());
+    // Training goes on while the shard is written: the save holds the step-3 state.
+    train(*model, *adamw, 3, 5);
+    ASSERT_TRUE(group.writer(0).Flush().ok());
+  }
+
+  auto resumed = *GPT::Create(config, backend.get(), B, T);
+  auto resumed_opt = *AdamW::Create(opt, resumed.get());
+  LoadRequest req = BaseRequest(0);
+  req.pieces = PiecesToLoad(FlatLayout::FromModel(*resumed), held_of(*resumed, *resumed_opt));
+  req.backend = backend.get();
+  absl::StatusOr<LoadOutcome> out = LoadLatestValid(dir.path(), req);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->loaded.meta.step, 3);
+  resumed->SyncComputeWeights();
+  train(*resumed, *resumed_opt, out->loaded.meta.step, 6);
+
+  const kernels::View a = straight->flat_params(), b = resumed->flat_params();
+  ASSERT_EQ(a.numel, b.numel);
+  EXPECT_EQ(std::memcmp(a.data, b.data, a.bytes()), 0);
+  EXPECT_EQ(std::memcmp(straight_opt->second_moment().data, resumed_opt->second_moment().data,
+                        straight_opt->second_moment().bytes()),
+            0);
 }
 
 TEST(Checkpoint, OverlappingPiecesAreRefused) {

@@ -82,6 +82,8 @@ bool ParseHex64(const std::string& s, uint64_t* out);
 
 // Facts about one step that every shard agrees on.
 struct StepMeta {
+  // Optimizer steps completed when the state was taken: a run resumed from it runs
+  // 0-based step `step` next.
   int64_t step = 0;
   int64_t numel = 0;          // P
   int64_t data_position = 0;  // global index of the next training sample

@@ -62,6 +62,9 @@ struct DestPiece {
   float* data = nullptr;
 };
 
+// Data bytes of the pieces (4 x the sum of numel): what CheckpointWriter::Reserve needs.
+int64_t SourceBytes(const std::vector<SourcePiece>& pieces);
+
 // Rank r of d is responsible for elements [r*P/d, (r+1)*P/d) of each vector it holds
 // in full (computed in 128-bit arithmetic: no overflow for any P). Ranges of
 // consecutive ranks tile [0, P); some are empty when P < d.
