@@ -186,6 +186,9 @@ class CoordinatorServer::Impl {
         Deferred deferred;
         store->Close(going, &deferred);
       }
+      // Deliver what the job logged last (its JOB_ENDED may still be on its way from the
+      // thread that ended it) before the subscribers are let go.
+      events->Flush();
       events->CloseAll(going);
       ctx->SweepFirstMessages(absl::Now(), /*all=*/true);
       server->Shutdown(std::chrono::system_clock::now() +

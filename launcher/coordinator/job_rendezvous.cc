@@ -187,10 +187,15 @@ void JobState::MaybeFormLocked(absl::Time now, Deferred* deferred) {
   const size_t min_nodes = static_cast<size_t>(config_.min_nodes);
   bool form = n >= static_cast<size_t>(config_.max_nodes);
   if (!form && n >= min_nodes) {
-    bool settled = now - last_join_ >= config_.settle;
-    bool survivors_back =
+    const bool survivors_back =
         !expected_.empty() && static_cast<size_t>(expected_joined_) == expected_.size();
-    form = settled || survivors_back;
+    // After a restart the survivors are stopping their workers and re-joining; forming
+    // from the first min_nodes of them would leave the rest out for a whole generation.
+    // They get node_timeout to come back (one that does not is as good as dead).
+    const bool survivors_awaited = !expected_.empty() && !survivors_back &&
+                                   now - generation_began_ < config_.node_timeout;
+    const bool settled = now - last_join_ >= config_.settle;
+    form = survivors_back || (settled && !survivors_awaited);
   }
   if (form) FormLocked(now, deferred);
 }

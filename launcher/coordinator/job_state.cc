@@ -218,6 +218,7 @@ void JobState::BeginGenerationLocked(const std::string& reason, absl::Time now,
     if (joiners_.contains(id)) ++expected_joined_;
   }
   generation_ += 1;
+  generation_began_ = now;
   formed_ = false;
   phase_ = v1::JOB_PHASE_RESTARTING;
   reason_ = reason;

@@ -297,6 +297,35 @@ TEST(JobStateRestart, DeadNodeLateJoinerEntersTheNextGeneration) {
   EXPECT_EQ(a->value().restarts(), 1);
 }
 
+TEST(JobStateRestart, ElasticReformWaitsForTheSurvivorsUpToTheNodeTimeout) {
+  for (bool last_comes_back : {true, false}) {
+    Job job(Config(2, 4));  // settle 0: min_nodes alone would form at once
+    std::vector<JoinOutcome> outs;
+    for (const char* n : {"a", "b", "c", "d"}) outs.push_back(job.Join(n, 1, T0()));
+    // settle 0 formed the first two; d and c wait for generation 2 as late joiners.
+    ASSERT_EQ(job.state.Status(T0()).nodes_joined(), 2);
+    uint64_t id = job.Open("a", T0()).second;
+    job.Open("b", T0());
+    ASSERT_TRUE(job.state.Beat(id, MakeHealth("a", 1, {MakeRank(0, v1::RANK_STATE_FAILED, 3)}),
+                               T0() + absl::Seconds(1)).ok());
+    ASSERT_EQ(job.state.generation(), 2);
+    // c and d were waiting already; a is back, b (alive at the restart) is not yet.
+    JoinOutcome a = job.Join("a", 1, T0() + absl::Seconds(2), 2);
+    job.state.Tick(T0() + absl::Seconds(20));
+    EXPECT_FALSE(a->done()) << "b survived the failure: wait for it";
+    if (last_comes_back) {
+      // b's arrival makes max_nodes (4): formed at once.
+      JoinOutcome b = job.Join("b", 1, T0() + absl::Seconds(21), 2);
+      ASSERT_TRUE(a->done() && b->done());
+      EXPECT_EQ(b->value().num_nodes(), 4);
+    } else {
+      job.state.Tick(T0() + absl::Seconds(31));  // node_timeout (30 s) after the restart
+      ASSERT_TRUE(a->done() && a->result->ok());
+      EXPECT_EQ(a->value().num_nodes(), 3);
+    }
+  }
+}
+
 TEST(JobStateRestart, FixedSizeJobWaitsForTheFullCount) {
   JobConfig cfg = Config(2, 2);
   cfg.settle = absl::Seconds(1);

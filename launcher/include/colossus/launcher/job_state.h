@@ -18,10 +18,12 @@
 //                  dropped and partial checkpoint steps forgotten.
 //               -> FAILED on a failure with the budget (max_restarts) spent.
 //               -> SUCCEEDED when every rank of g reported SUCCEEDED.
-//   RESTARTING  re-forming generation g+1 from the survivors and any new nodes. Forms as
-//               in WAITING, and also at once when every survivor has re-joined and at
-//               least min_nodes are in (elastic: fewer nodes than before; a job with
-//               min_nodes == max_nodes waits for the full count).
+//   RESTARTING  re-forming generation g+1 from the survivors and any new nodes. Forms at
+//               once when every survivor has re-joined and at least min_nodes are in, or
+//               max_nodes are in; otherwise as in WAITING (min_nodes and settle), but only
+//               once the missing survivors have had node_timeout to come back. Elastic
+//               (min_nodes < max_nodes): fewer nodes than before; a job with min_nodes ==
+//               max_nodes waits for the full count.
 //   SUCCEEDED, FAILED, STOPPED (StopJob)
 //               final. Every agent with a stream gets EXIT; held Joins fail; the store
 //               closes; a JobEndRecord is journaled.
@@ -313,6 +315,7 @@ class JobState {
   absl::Time last_join_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time next_join_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // Survivors of the last generation expected to re-join, and how many did.
+  absl::Time generation_began_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_set<std::string> expected_ ABSL_GUARDED_BY(mu_);
   int32_t expected_joined_ ABSL_GUARDED_BY(mu_) = 0;
 
