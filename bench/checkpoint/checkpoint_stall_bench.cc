@@ -54,6 +54,7 @@ struct Options {
   double interval = 0.0;
   int copy_threads = 2;
   bool keep = false;
+  bool verbose = false;
 };
 
 std::unique_ptr<CheckpointWriter> MakeWriter(const std::string& dir, int copy_threads) {
@@ -134,6 +135,10 @@ int Run(const Options& o) {
       if (!r->previous.ok()) return fail(r->previous);
       stall_s.push_back(stall);
       wait_s.push_back(r->wait_seconds);
+      if (o.verbose) {
+        std::printf("  async save %d: stall %.3f s (wait %.3f, copy %.3f)\n", i, stall, r->wait_seconds,
+                    r->copy_seconds);
+      }
       std::this_thread::sleep_for(std::chrono::duration<double>(interval));  // "training"
       if (i > 0 || o.saves == 1) write_s.push_back(w->last_completed().write_seconds);
     }
@@ -171,6 +176,7 @@ int main(int argc, char** argv) {
   app.add_option("--interval", o.interval, "seconds of 'training' between async saves (0: 1.5 x sync)");
   app.add_option("--copy-threads", o.copy_threads, "threads copying into the staging buffer");
   app.add_flag("--keep", o.keep, "keep the checkpoint directory");
+  app.add_flag("-v,--verbose", o.verbose, "print every async save's stall");
   CLI11_PARSE(app, argc, argv);
   return colossus::checkpoint::Run(o);
 }
