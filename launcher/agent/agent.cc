@@ -62,9 +62,11 @@ v1::RankState ExitState(const WorkerExit& e) {
 
 class NodeAgent::Impl {
  public:
-  Impl(AgentOptions options, std::unique_ptr<CoordinatorClient> client)
+  Impl(AgentOptions options, std::unique_ptr<CoordinatorClient> client,
+       std::unique_ptr<CoordinatorClient> health_client)
       : options_(std::move(options)),
         client_(std::move(client)),
+        health_client_(std::move(health_client)),
         core_(AgentCore::Options{.default_grace = options_.stop_grace}),
         incarnation_(RandomIncarnation()) {
     if (!options_.log) {
@@ -132,7 +134,10 @@ class NodeAgent::Impl {
     }
     // A held Join or store wait would keep the interrupt waiting: cancel it. (Shutdown
     // cancels the health stream too, whose end callback takes mu_: not under it.)
-    if (cancel) client_->Shutdown();
+    if (cancel) {
+      client_->Shutdown();
+      health_client_->Shutdown();
+    }
   }
 
   AgentCore::State state() const {
@@ -261,7 +266,10 @@ class NodeAgent::Impl {
       in_blocking_call_ = true;
       for (const Event& e : events_) interrupted = interrupted || e.kind == Event::Kind::kInterrupt;
     }
-    if (interrupted) client_->Shutdown();
+    if (interrupted) {
+      client_->Shutdown();
+      health_client_->Shutdown();
+    }
     auto result = call();
     std::lock_guard lock(mu_);
     in_blocking_call_ = false;
@@ -394,7 +402,7 @@ class NodeAgent::Impl {
   absl::Status OpenHealth() {
     stream_.reset();
     const int64_t serial = ++stream_serial_;
-    auto stream = client_->OpenHealthStream(
+    auto stream = health_client_->OpenHealthStream(
         options_.identity.node_id, core_.generation(), BuildBeat(),
         [this, serial](const v1::Command& c) {
           Post(Event{.kind = Event::Kind::kCommand, .serial = serial, .command = c});
@@ -474,6 +482,9 @@ class NodeAgent::Impl {
 
   AgentOptions options_;
   std::unique_ptr<CoordinatorClient> client_;
+  // The same connection, without retries: a stream that cannot be opened is reported at
+  // once, and AgentCore decides when to try again (and when to give up).
+  std::unique_ptr<CoordinatorClient> health_client_;
   AgentCore core_;
   const std::string incarnation_;
 
@@ -503,8 +514,12 @@ absl::StatusOr<std::unique_ptr<NodeAgent>> NodeAgent::Create(AgentOptions option
   }
   auto client = CoordinatorClient::Create(options.client);
   if (!client.ok()) return client.status();
-  return std::unique_ptr<NodeAgent>(
-      new NodeAgent(std::make_unique<Impl>(std::move(options), *std::move(client))));
+  CoordinatorClientOptions health_options = options.client;
+  health_options.retry.max_elapsed = absl::ZeroDuration();
+  std::unique_ptr<CoordinatorClient> health =
+      CoordinatorClient::Create(health_options, (*client)->channel());
+  return std::unique_ptr<NodeAgent>(new NodeAgent(
+      std::make_unique<Impl>(std::move(options), *std::move(client), std::move(health))));
 }
 
 NodeAgent::NodeAgent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

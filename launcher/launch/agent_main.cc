@@ -3,7 +3,7 @@
 //   colossus-launch --agent --coordinator HOST:PORT --job-id ID --token-file F
 //       [--node-id N] [--address A] [--workers N] [--gpus 0,1|4|none] [--run-dir D]
 //       [--cwd D] [--env K=V]... [--log all|rank0|none] [--stop-grace 10s]
-//       [--join-timeout 5m] [--master-port P] [--tls-ca F [--tls-cert F --tls-key F]]
+//       [--join-timeout 5m] [--keepalive 10s] [--master-port P] [--tls-ca F [--tls-cert F --tls-key F]]
 //       -- <worker command>
 //
 // Node identity falls back to COLOSSUS_* and SLURM_* (node_identity.h), so under Slurm
@@ -74,7 +74,7 @@ int AgentMain(int argc, char** argv) {
   CLI::App app{"colossus-launch --agent: the node agent (joins the coordinator, runs this node's workers)"};
   bool agent_flag = false;
   NodeIdentityFlags id_flags;
-  std::string job_id, token_file, run_dir = ".", cwd, log = "all", stop_grace = "10s",
+  std::string job_id, token_file, run_dir = ".", cwd, log = "all", stop_grace = "10s", keepalive = "10s",
               join_timeout = "0ms", tls_ca, tls_cert, tls_key;
   bool token_stdin = false;
   int master_port = 0;
@@ -94,6 +94,7 @@ int AgentMain(int argc, char** argv) {
   app.add_option("--log", log, "which ranks' output this agent echoes: all, rank0, none");
   app.add_option("--stop-grace", stop_grace, "SIGTERM to SIGKILL grace when stopping workers");
   app.add_option("--join-timeout", join_timeout, "how long a Join is held (0: the coordinator's)");
+  app.add_option("--keepalive", keepalive, "ping the coordinator when quiet this long; a link silent twice that is lost");
   app.add_option("--master-port", master_port, "MASTER_PORT (default: node 0 picks a free one)");
   app.add_option("--tls-ca", tls_ca, "CA certificate the coordinator's is checked against");
   app.add_option("--tls-cert", tls_cert, "client certificate");
@@ -123,6 +124,8 @@ int AgentMain(int argc, char** argv) {
   }
   absl::StatusOr<absl::Duration> grace = ParseManifestDuration(stop_grace);
   if (!grace.ok()) return Fail(kExitBadManifest, absl::StrCat("--stop-grace ", stop_grace, ": ", grace.status().message()));
+  absl::StatusOr<absl::Duration> ping = ParseManifestDuration(keepalive);
+  if (!ping.ok()) return Fail(kExitBadManifest, absl::StrCat("--keepalive ", keepalive, ": ", ping.status().message()));
   absl::StatusOr<absl::Duration> join = ParseManifestDuration(join_timeout);
   if (!join.ok()) return Fail(kExitBadManifest, absl::StrCat("--join-timeout ", join_timeout, ": ", join.status().message()));
 
@@ -148,6 +151,11 @@ int AgentMain(int argc, char** argv) {
 
   AgentOptions options;
   options.client.channel.target = id->coordinator;
+  // The coordinator permits pings every 5 s and more often with unlimited strikes; a cut
+  // link is noticed within keepalive_time + keepalive_timeout, before the node timeout
+  // (30 s by default) when keepalive is 10 s.
+  options.client.channel.keepalive_time = *ping;
+  options.client.channel.keepalive_timeout = *ping;
   options.client.channel.tls.ca_cert_file = tls_ca;
   options.client.channel.tls.client_cert_file = tls_cert;
   options.client.channel.tls.client_key_file = tls_key;

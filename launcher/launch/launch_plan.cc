@@ -1,5 +1,7 @@
 #include "launch_plan.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -83,7 +85,10 @@ std::vector<AgentLaunch> PlanAgents(const Manifest& m, const LaunchPlanInputs& i
                                       "--run-dir", m.run_dir,
                                       "--cwd", m.worker.cwd,
                                       "--log", log,
-                                      "--join-timeout", DurationFlag(m.health.join_timeout)};
+                                      "--join-timeout", DurationFlag(m.health.join_timeout),
+                                      // A cut link noticed within 2/3 of the node timeout.
+                                      "--keepalive", DurationFlag(std::clamp(m.health.node_timeout / 3,
+                                                                             absl::Seconds(1), absl::Seconds(10)))};
     if (node.remote) {
       agent.push_back("--token-stdin");
     } else {

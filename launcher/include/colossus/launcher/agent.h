@@ -38,7 +38,9 @@ namespace colossus::launcher {
 
 struct AgentOptions {
   // The coordinator (target, token, job id, TLS). The agent's client retries idempotent
-  // calls for at most client.retry.max_elapsed.
+  // calls for at most client.retry.max_elapsed. client.channel.keepalive_time is how soon
+  // a silent link is noticed (the coordinator answers beats only with commands, so a cut
+  // link shows only through keepalive pings or TCP giving up).
   CoordinatorClientOptions client;
   NodeIdentity identity;
   // The worker command (argv) and its environment (the manifest's worker env, then the
