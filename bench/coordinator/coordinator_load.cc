@@ -79,6 +79,7 @@ int Main(int argc, char** argv) {
   std::string run_dir;
   std::vector<std::string> extra_args;
   bool held_deadlines = false;
+  std::string phases = "abc";
   app.add_option("--agents", agents, "simulated node agents (N)")->check(CLI::Range(1, 1 << 20));
   app.add_option("--ranks-per-agent", ranks, "ranks (GPUs) per agent")->check(CLI::Range(1, 1024));
   app.add_option("--heartbeat-s", heartbeat_s, "seconds of 1 Hz heartbeats measured (0: skip)");
@@ -91,6 +92,10 @@ int Main(int argc, char** argv) {
   app.add_flag("--held-call-deadlines,!--no-held-call-deadlines", held_deadlines,
                "held Joins and StoreWaits carry a gRPC deadline (CoordinatorClient's do not: "
                "it cancels them itself)");
+  app.add_option("--phases", phases,
+                 "phases to run: a rendezvous (always), b NCCL id, c heartbeats ('ac' measures "
+                 "heartbeat memory without the NCCL-id waits before it)")
+      ->capture_default_str();
   app.add_option("--run-dir", run_dir, "the coordinator's run directory (default: a fresh temp dir)");
   app.add_option("--coordinator-arg", extra_args, "extra flag for the coordinator (repeatable)")
       ->allow_extra_args(false);
@@ -137,6 +142,9 @@ int Main(int argc, char** argv) {
   lo.max_connections = max_connections;
   lo.coordinator_pid = cpid;
   lo.held_call_deadlines = held_deadlines;
+  lo.progress = [](const char* what) {
+    std::fprintf(stderr, "colossus-coordinator-load: %s\n", what);
+  };
   absl::StatusOr<std::unique_ptr<LoadAgents>> load = LoadAgents::Create(lo);
   if (!load.ok()) {
     std::cerr << "colossus-coordinator-load: " << load.status() << "\n";
@@ -156,13 +164,35 @@ int Main(int argc, char** argv) {
   j["connections"] = (*load)->connections();
   j["cq_threads"] = cq_threads;
   j["held_call_deadlines"] = held_deadlines;
+  j["phases"] = phases;
   if (idle.ok()) j["coordinator_idle_rss_mib"] = MiB(idle->rss_bytes);
 
   const bool big = agents >= 12500;
+  // CPU seconds both processes spent in a phase: on 2 shared cores the load generator's
+  // share is CPU the coordinator did not get.
+  struct Spent {
+    ProcSample c, l;
+  };
+  auto mark = [&]() {
+    Spent m;
+    if (auto s = SampleProcess(cpid); s.ok()) m.c = *s;
+    if (auto s = SampleProcess(0); s.ok()) m.l = *s;
+    return m;
+  };
+  auto spent_row = [&](const char* phase, const Spent& before, nlohmann::json* out) {
+    const Spent after = mark();
+    const double coord = after.c.cpu_seconds - before.c.cpu_seconds;
+    const double self = after.l.cpu_seconds - before.l.cpu_seconds;
+    rows.push_back({phase, "CPU spent: coordinator / load generator",
+                    absl::StrFormat("%.2f / %.2f s", coord, self), ""});
+    (*out)["coordinator_cpu_s"] = coord;
+    (*out)["load_cpu_s"] = self;
+  };
   auto progress = [](const char* what) {
     std::fprintf(stderr, "colossus-coordinator-load: %s\n", what);
   };
   progress("(a) rendezvous");
+  const Spent before_a = mark();
   const RendezvousFigures a = (*load)->Rendezvous();
   all_ok &= a.failed == 0 && a.assignments_ok;
   rows.push_back({"rendezvous", "Joins issued (first -> last sent)", Secs(a.issue_s), ""});
@@ -179,11 +209,13 @@ int Main(int argc, char** argv) {
                      {"tail_s", a.tail_s}, {"ok", a.ok}, {"failed", a.failed},
                      {"assignments_ok", a.assignments_ok}, {"generation", a.generation},
                      {"coordinator_rss_mib", MiB(a.coordinator_after.rss_bytes)}};
+  spent_row("rendezvous", before_a, &j["rendezvous"]);
   if (!a.first_error.empty()) std::printf("rendezvous error: %s\n", a.first_error.c_str());
   if (!a.assignment_error.empty()) std::printf("assignment error: %s\n", a.assignment_error.c_str());
 
-  if (a.ok > 0) {
+  if (a.ok > 0 && phases.find('b') != std::string::npos) {
     progress("(b) NCCL id");
+    const Spent before_b = mark();
     const NcclIdFigures b = (*load)->NcclId();
     all_ok &= b.failed == 0 && b.values_ok;
     rows.push_back({"nccl id", absl::StrCat(b.waits, " StoreWaits issued"), Secs(b.issue_s), ""});
@@ -199,10 +231,11 @@ int Main(int argc, char** argv) {
                     {"set_rtt_s", b.set_rtt_s}, {"set_to_last_s", b.set_to_last_s},
                     {"ok", b.ok}, {"failed", b.failed}, {"values_ok", b.values_ok},
                     {"coordinator_rss_mib", MiB(b.coordinator_after.rss_bytes)}};
+    spent_row("nccl id", before_b, &j["nccl_id"]);
     if (!b.first_error.empty()) std::printf("nccl id error: %s\n", b.first_error.c_str());
   }
 
-  if (a.ok > 0 && heartbeat_s > 0) {
+  if (a.ok > 0 && heartbeat_s > 0 && phases.find('c') != std::string::npos) {
     progress("(c) heartbeats");
     const HeartbeatFigures c = (*load)->Heartbeats(absl::Seconds(heartbeat_s));
     all_ok &= c.streams_failed == 0 && c.streams_open == agents;

@@ -144,6 +144,7 @@ RendezvousFigures LoadAgents::Rendezvous() {
     op->reader->Finish(&op->response, &op->status, op);
   }
   const int64_t last_sent = NowNs();
+  if (options_.progress) options_.progress("(a) all joins sent");
   if (!latch.WaitFor(n, std::chrono::seconds(340))) {
     // Unanswered calls must complete (cancelled) before their ops are freed.
     for (auto& op : ops) op->context.TryCancel();
@@ -252,6 +253,7 @@ NcclIdFigures LoadAgents::NcclId() {
   set_context.AddMetadata("x-colossus-token", options_.token);
   set_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   v1::StoreSetResponse set_response;
+  if (options_.progress) options_.progress("(b) set");
   const int64_t set_at = NowNs();
   const grpc::Status set_status = stubs_->stubs[0]->StoreSet(&set_context, set, &set_response);
   fig.set_rtt_s = Seconds(NowNs() - set_at);

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +49,8 @@ struct LoadOptions {
   // arms a timer per call with debug bookkeeping (launcher/client/call_canceller.h).
   // On, it shows what that costs.
   bool held_call_deadlines = false;
+  // Told the start of each step inside a phase ("(b) set", ...), for profiling windows.
+  std::function<void(const char*)> progress;
 };
 
 struct RendezvousFigures {
