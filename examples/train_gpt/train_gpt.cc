@@ -11,6 +11,7 @@
 //
 //   examples/train_gpt/launch_local.sh -n 2 -- train_gpt --config my.yaml --threads 1
 //       --global-batch 32 [--zero]          (one command line)
+//   launch_local.sh -n 4 -- train_gpt ... --tp 2   (2-way tensor parallel x 2-way data parallel)
 //
 // Exit codes: 0 done, 2 bad usage or config, 1 a runtime failure (data, device, I/O,
 // divergence); the message on stderr names the file, field or step.
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   int threads = -1;
   int64_t global_batch = -1;
   float bucket_mb = -1;
+  int tp = 0;
   bool zero = false, no_overlap = false;
   app.add_option("--config", config_path, "YAML training config (see runtime/include/colossus/train_config.h)");
   app.add_option("--preset", preset, "model preset: gpt2-124m, gpt2-350m, demo, tiny, bench");
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   app.add_flag("--zero", zero, "ZeRO-1: shard the optimizer state over the data-parallel ranks");
   app.add_option("--bucket-mb", bucket_mb, "gradient all-reduce bucket size in MiB (default 25)");
   app.add_flag("--no-overlap", no_overlap, "all-reduce the gradients after backward, not during it");
+  app.add_option("--tp", tp, "tensor-parallel size: the ranks form a tp x dp layout (default 1)");
   app.add_option("--set", overrides, "override any config key: section.key=value (repeatable)");
   CLI11_PARSE(app, argc, argv);
 
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
   if (zero) sets.push_back("parallel.zero=1");
   if (bucket_mb > 0) sets.push_back("parallel.bucket_mb=" + std::to_string(bucket_mb));
   if (no_overlap) sets.push_back("parallel.overlap=0");
+  if (tp > 0) sets.push_back("parallel.tensor_parallel=" + std::to_string(tp));
   sets.insert(sets.end(), overrides.begin(), overrides.end());
   for (const std::string& s : sets) {
     if (absl::Status st = colossus::ApplyOverride(&config, s); !st.ok()) {

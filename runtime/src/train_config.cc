@@ -91,6 +91,7 @@ const std::map<std::string, Setter>& Setters() {
     num("parallel.zero", [](TrainConfig& c) -> int& { return c.zero; });
     num("parallel.bucket_mb", [](TrainConfig& c) -> float& { return c.bucket_mb; });
     num("parallel.overlap", [](TrainConfig& c) -> int& { return c.overlap; });
+    num("parallel.tensor_parallel", [](TrainConfig& c) -> int& { return c.tensor_parallel; });
     str("output.dir", [](TrainConfig& c) -> std::string& { return c.output_dir; });
     num("output.log_every", [](TrainConfig& c) -> int64_t& { return c.log_every; });
     return t;
@@ -150,6 +151,14 @@ absl::Status TrainConfig::Validate() const {
   if (!(bucket_mb > 0)) return bad(absl::StrFormat("parallel.bucket_mb = %g: must be > 0", bucket_mb));
   if (overlap != 0 && overlap != 1) {
     return bad(absl::StrFormat("parallel.overlap = %d: must be 0 or 1", overlap));
+  }
+  if (tensor_parallel < 1) {
+    return bad(absl::StrFormat("parallel.tensor_parallel = %d: must be >= 1", tensor_parallel));
+  }
+  if (tensor_parallel > 1 && zero != 0) {
+    return bad(absl::StrFormat("parallel.zero = %d with parallel.tensor_parallel = %d: ZeRO-1 "
+                               "over a tensor-parallel model is not supported yet", zero,
+                               tensor_parallel));
   }
   if (log_every <= 0) return bad(absl::StrFormat("output.log_every = %d: must be >= 1", log_every));
   return absl::OkStatus();

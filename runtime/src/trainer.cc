@@ -72,7 +72,15 @@ void Trainer::Say(const std::string& line) {
 }
 
 size_t Trainer::optimizer_state_bytes() const {
+  if (tp_optimizer_) return tp_optimizer_->state_bytes();
   return dp_ ? dp_->optimizer_state_bytes() : optimizer_->state_bytes();
+}
+
+absl::Status Trainer::SyncFullModel() {
+  if (tp_model_ == nullptr || !full_model_stale_) return absl::OkStatus();
+  if (absl::Status s = tp_model_->GatherTo(model_.get(), /*grads=*/false); !s.ok()) return s;
+  full_model_stale_ = false;
+  return absl::OkStatus();
 }
 
 absl::Status Trainer::Init() {
@@ -124,7 +132,17 @@ absl::Status Trainer::Init() {
         group_->rank(), comm::BackendName(group_->backend()), backend_->Describe(),
         comm::BackendName(comm_backend)));
   }
-  auto accum = MicroBatchesPerRank(c, ranks());
+  if (c.tensor_parallel > 1) {
+    if (group_ == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "parallel.tensor_parallel = %d needs a job of several ranks (WORLD_SIZE is unset: "
+          "one process)", c.tensor_parallel));
+    }
+    auto groups = parallel::SplitTpDp(group_->world(), c.tensor_parallel);
+    if (!groups.ok()) return groups.status();
+    tp_groups_ = *std::move(groups);
+  }
+  auto accum = MicroBatchesPerRank(c, dp_size());
   if (!accum.ok()) return accum.status();
   accum_ = *accum;
 
@@ -141,7 +159,18 @@ absl::Status Trainer::Init() {
   model_->InitWeights(c.seed);
   OptimizerConfig oc = c.optimizer;
   if (oc.total_steps == 0) oc.total_steps = c.steps;
-  if (group_ != nullptr) {
+  if (c.tensor_parallel > 1) {
+    // model_ keeps the full weights (the same on every rank from the seed); each rank
+    // trains its shard of them and gathers them back for validation, samples and saving.
+    auto tp = parallel::TensorParallelGPT::Create(c.model, backend_.get(), tp_groups_.tp.get(),
+                                                  c.batch_size, c.seq_len);
+    if (!tp.ok()) return tp.status();
+    tp_model_ = *std::move(tp);
+    if (absl::Status s = tp_model_->LoadFrom(*model_); !s.ok()) return s;
+    auto opt = parallel::TpAdamW::Create(oc, tp_model_.get(), tp_groups_.dp.get());
+    if (!opt.ok()) return opt.status();
+    tp_optimizer_ = *std::move(opt);
+  } else if (group_ != nullptr) {
     auto dp = parallel::DataParallel::Create(&group_->dp(), model_.get(), oc, dpo);
     if (!dp.ok()) return dp.status();
     dp_ = *std::move(dp);
@@ -179,8 +208,11 @@ absl::StatusOr<float> Trainer::Evaluate() {
   const int64_t batches =
       std::max<int64_t>(1, std::min<int64_t>(config_.eval_batches, (val_->num_windows() + B - 1) / B));
   // Under data parallelism rank r scores batches r, r + ranks, ...; the sum is shared.
+  // Under tensor parallelism every rank scores all of them on the gathered full model.
+  if (absl::Status s = SyncFullModel(); !s.ok()) return s;
+  const int first = tp_model_ ? 0 : rank(), stride = tp_model_ ? 1 : ranks();
   double sum = 0;
-  for (int64_t i = rank(); i < batches; i += ranks()) {
+  for (int64_t i = first; i < batches; i += stride) {
     val_->Batch(i * B, B, inputs_.data(), targets_.data());
     auto loss = model_->Forward(inputs_.data(), targets_.data(), B, T);
     if (!loss.ok()) return loss.status();
@@ -230,7 +262,7 @@ absl::StatusOr<std::string> Trainer::SampleText(uint64_t seed) {
 absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   const TrainConfig& c = config_;
   const int B = c.batch_size, T = c.seq_len;
-  const int dp = ranks(), k = accum_;
+  const int dp = dp_size(), k = accum_;
   const int64_t samples_per_step = static_cast<int64_t>(B) * k * dp;  // the global batch
   const int64_t tokens_per_step = samples_per_step * T;
   TrainSummary summary;
@@ -251,6 +283,14 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
                               c.overlap ? "overlapped with backward" : "after backward")
             : absl::StrFormat("ZeRO-1, optimizer state %.1f MiB per rank (1/%d)",
                               dp_->optimizer_state_bytes() / 1048576.0, dp)));
+  }
+  if (tp_model_ != nullptr) {
+    Say(absl::StrFormat(
+        "colossus: tensor parallel %d x data parallel %d (%s): %d of %d parameters per rank, "
+        "optimizer state %.1f MiB per rank",
+        c.tensor_parallel, dp, comm::BackendName(group_->backend()),
+        tp_model_->num_local_parameters(), c.model.NumParameters(),
+        tp_optimizer_->state_bytes() / 1048576.0));
   }
   Say(absl::StrFormat(
       "colossus: model %s | batch %d x %d tokens x %d accum x %d ranks = %d tokens/step | %d steps",
@@ -274,14 +314,25 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   const auto start = Clock::now();
   for (int64_t step = first_step; step < first_step + c.steps; ++step) {
     const auto t0 = Clock::now();
-    model_->ZeroGrad();
+    if (tp_model_) {
+      tp_model_->ZeroGrad();
+    } else {
+      model_->ZeroGrad();
+    }
     double loss = 0;
     // Each micro-batch's mean loss counts 1/(k*dp): summed over micro-batches and ranks,
     // that is the mean over the global batch (parallel/sample_split.h).
     const int share = k * dp;
     for (int micro = 0; micro < k; ++micro) {
-      train_->Batch(parallel::FirstSampleOf(step, micro, rank(), dp, B, k), B, inputs_.data(),
-                    targets_.data());
+      train_->Batch(parallel::FirstSampleOf(step, micro, dp_index(), dp, B, k), B,
+                    inputs_.data(), targets_.data());
+      if (tp_model_) {
+        auto l = tp_model_->Forward(inputs_.data(), targets_.data(), B, T);
+        if (!l.ok()) return l.status();
+        if (absl::Status s = tp_model_->Backward(1.0f / share); !s.ok()) return s;
+        loss += *l / share;
+        continue;
+      }
       auto l = model_->Forward(inputs_.data(), targets_.data(), B, T);
       if (!l.ok()) return l.status();
       // Only the last micro-batch's backward communicates (its buckets overlap it).
@@ -291,7 +342,22 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       loss += *l / share;
     }
     StepStats stats;
-    if (dp_ != nullptr) {
+    if (tp_optimizer_ != nullptr) {
+      auto st = tp_optimizer_->Step(step);
+      if (!st.ok()) return st.status();
+      stats = *st;
+      full_model_stale_ = true;
+      // Every rank of a TP group has the same loss; the DP group sums the replicas'.
+      float global = static_cast<float>(loss);
+      if (absl::Status s = tp_groups_.dp
+                               ->AllReduce(&global, &global, 1, comm::DataType::kF32,
+                                           comm::ReduceOp::kSum)
+                               .Wait();
+          !s.ok()) {
+        return s;
+      }
+      loss = global;
+    } else if (dp_ != nullptr) {
       auto st = dp_->ReduceAndStep(step);
       if (!st.ok()) return st.status();
       stats = *st;
@@ -320,7 +386,7 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     r.tokens_per_s = tokens_per_step / Seconds(t0, t1);
     r.elapsed_s = Seconds(start, t1);
     // MFU is per device: each rank's share of the tokens against one device's peak.
-    r.mfu = Mfu(flops_per_token_, r.tokens_per_s / dp, peak_flops_);
+    r.mfu = Mfu(flops_per_token_, r.tokens_per_s / ranks(), peak_flops_);
     if (log_) log_->Write(StepRecordJson(r));
     if (progress_) progress_->Step(r);
     if (step == first_step) summary.first_loss = r.loss;
@@ -336,8 +402,13 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       Say(absl::StrFormat("step %d: val loss %.4f (unigram %.4f)", done, *vl,
                                       summary.unigram_val_loss));
     }
-    // Samples are for people to read: rank 0 writes them, the others need not wait.
-    if (rank() == 0 && ((c.sample_every > 0 && done % c.sample_every == 0) || last)) {
+    // Samples are for people to read: rank 0 writes them, the others need not wait (under
+    // tensor parallelism they take part in gathering the weights first).
+    const bool sample = (c.sample_every > 0 && done % c.sample_every == 0) || last;
+    if (sample) {
+      if (absl::Status s = SyncFullModel(); !s.ok()) return s;
+    }
+    if (rank() == 0 && sample) {
       auto text = SampleText(c.seed + done);
       if (!text.ok()) return text.status();
       summary.sample = *text;
@@ -348,6 +419,7 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   summary.seconds = Seconds(start, Clock::now());
   summary.tokens_per_s = summary.seconds > 0 ? c.steps * tokens_per_step / summary.seconds : 0;
   summary.weights_path = c.output_dir + "/model.safetensors";
+  if (absl::Status s = SyncFullModel(); !s.ok()) return s;
   if (rank() == 0) {
     if (absl::Status s = SaveWeights(*model_, summary.weights_path); !s.ok()) return s;
   }

@@ -9,7 +9,7 @@
 //   eval:      {every, batches}
 //   sample:    {every, tokens, prompt, temperature}
 //   runtime:   {device: auto | cpu | cuda, threads, peak_tflops}
-//   parallel:  {zero: 0 | 1, bucket_mb, overlap: 0 | 1}
+//   parallel:  {zero: 0 | 1, bucket_mb, overlap: 0 | 1, tensor_parallel}
 //   output:    {dir, log_every}
 #pragma once
 
@@ -54,6 +54,9 @@ struct TrainConfig {
   int zero = 0;                    // 1: ZeRO-1, optimizer state sharded over the ranks
   float bucket_mb = 25.0f;         // gradient all-reduce bucket size, MiB (plain DP)
   int overlap = 1;                 // 1: all-reduce buckets during backward; 0: after it
+  // Tensor-parallel group size (parallel/tensor_parallel.h): the job's ranks form a
+  // tp x dp layout, dp = ranks / tensor_parallel. 1: data parallelism only.
+  int tensor_parallel = 1;
   std::string output_dir = "runs/default";
   int64_t log_every = 10;          // a log line every k steps when not on a TTY
 

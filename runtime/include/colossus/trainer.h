@@ -28,6 +28,14 @@
 // is split over the ranks. Only rank 0 writes metrics.jsonl, the console progress, text
 // samples and model.safetensors; every rank computes. WORLD_SIZE unset: one process, no
 // communicator, exactly the single-process loop.
+//
+// Tensor parallelism (parallel.tensor_parallel = tp > 1): the ranks form a tp x dp layout
+// (parallel/tensor_parallel.h: SplitTpDp, Megatron order); each TP group trains one
+// TensorParallelGPT on the samples of its DP index (the split above with dp = ranks / tp,
+// rank = dp index), TpAdamW all-reduces the gradients over the DP group. model() is then
+// a full GPT that the TP shards are gathered into (collectively, on every rank) before
+// validation, text samples and the final save; validation runs on it whole on every
+// rank. ZeRO-1 and the bucketed/overlapped DP reducer are not used with tp > 1.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +51,7 @@
 #include "colossus/parallel/data_parallel.h"
 #include "colossus/parallel/dist_env.h"
 #include "colossus/parallel/process_group.h"
+#include "colossus/parallel/tensor_parallel.h"
 #include "colossus/tokenizer.h"
 #include "colossus/train_config.h"
 
@@ -94,6 +103,8 @@ class Trainer {
   size_t optimizer_state_bytes() const;
   // The data-parallel machinery, nullptr in a single process.
   const parallel::DataParallel* data_parallel() const { return dp_.get(); }
+  // The tensor-parallel shard, nullptr unless parallel.tensor_parallel > 1.
+  const parallel::TensorParallelGPT* tensor_parallel() const { return tp_model_.get(); }
   const std::string& backend_description() const { return backend_why_; }
 
  private:
@@ -101,6 +112,12 @@ class Trainer {
   absl::Status Init();
   // A console line, on rank 0 only.
   void Say(const std::string& line);
+  // Data-parallel size and this rank's DP index (the TP layout's, or ranks() and rank()).
+  int dp_size() const { return ranks() / config_.tensor_parallel; }
+  int dp_index() const { return rank() / config_.tensor_parallel; }
+  // Tensor parallelism: gathers the TP shards into model_ if a step changed them since
+  // the last gather. Collective over the TP group; a no-op without TP.
+  absl::Status SyncFullModel();
 
   TrainConfig config_;
   // Set by Create before Init: the environment to join, or an injected group.
@@ -113,7 +130,12 @@ class Trainer {
   // Declared after the backend and the model, which they use: destroyed before them
   // (dp_ first: its communication thread and scratch need the group and the backend).
   std::unique_ptr<parallel::ProcessGroup> group_;
-  std::unique_ptr<parallel::DataParallel> dp_;  // non-null iff group_
+  std::unique_ptr<parallel::DataParallel> dp_;  // non-null iff group_ and no TP
+  // Tensor parallelism (tensor_parallel > 1): the groups, then what uses them.
+  parallel::TpDpGroups tp_groups_;
+  std::unique_ptr<parallel::TensorParallelGPT> tp_model_;
+  std::unique_ptr<parallel::TpAdamW> tp_optimizer_;
+  bool full_model_stale_ = false;  // tp_model_ stepped since model_ was gathered
   std::unique_ptr<DataLoader> train_;
   std::unique_ptr<DataLoader> val_;
   std::unique_ptr<Tokenizer> tokenizer_;
