@@ -34,7 +34,9 @@ struct BlockActs {
 
 struct TensorParallelGPT::Impl {
   explicit Impl(kernels::Backend* b)
-      : param_plan(b, "tp parameters"), grad_plan(b, "tp gradients"), act_plan(b, "tp activations") {}
+      : param_plan(b, "tp parameters"),
+        grad_plan(b, "tp gradients"),
+        act_plan(b, "tp activations") {}
   MemoryPlan param_plan;
   MemoryPlan grad_plan;
   MemoryPlan act_plan;
@@ -214,8 +216,9 @@ absl::Status TensorParallelGPT::AllReduceSum(void* data, int64_t n, const char* 
       tp_->AllReduce(data, data, static_cast<size_t>(n), comm::DataType::kF32, comm::ReduceOp::kSum)
           .Wait();
   if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrFormat("tensor-parallel rank %d of %d, all-reduce of %s: %s",
-                                                tp_rank(), tp_size(), what, s.message()));
+  return absl::Status(s.code(),
+                      absl::StrFormat("tensor-parallel rank %d of %d, all-reduce of %s: %s",
+                                      tp_rank(), tp_size(), what, s.message()));
 }
 
 absl::StatusOr<float> TensorParallelGPT::Forward(const int32_t* tokens, const int32_t* targets,
@@ -365,7 +368,8 @@ absl::Status TensorParallelGPT::Backward(float loss_scale) {
   // lnf feeds every rank's vocabulary slice: its gradient is the sum of the slices' ("f").
   backend_->MatmulBackward(m.act(m.dbtc), G[0].view(), View(), m.act(m.logits), m.act(m.lnf),
                            P[0].view(), N, C, static_cast<int>(Vl));
-  if (absl::Status s = AllReduceSum(m.act_plan[m.dbtc].data, N * C, "the final LayerNorm's gradient");
+  if (absl::Status s =
+          AllReduceSum(m.act_plan[m.dbtc].data, N * C, "the final LayerNorm's gradient");
       !s.ok()) {
     return s;
   }

@@ -32,7 +32,9 @@ ShardSpec SpecFor(const Tensor& full, const GPTConfig& config, int tp, int r) {
   } else if (absl::EndsWith(n, "attn.qkv.weight") || absl::EndsWith(n, "attn.qkv.bias")) {
     // This rank's heads in each of the q, k and v sections.
     const int64_t w = C / tp;
-    for (int64_t sec = 0; sec < 3; ++sec) s.rows.push_back({sec * C + r * w, sec * C + (r + 1) * w});
+    for (int64_t sec = 0; sec < 3; ++sec) {
+      s.rows.push_back({sec * C + r * w, sec * C + (r + 1) * w});
+    }
   } else if (absl::EndsWith(n, "mlp.fc.weight") || absl::EndsWith(n, "mlp.fc.bias")) {
     row_block(4 * C / tp);
   } else if (absl::EndsWith(n, "attn.proj.weight")) {
@@ -114,9 +116,10 @@ absl::Status TensorParallelGPT::GatherTo(GPT* full, bool grads) {
                                       comm::DataType::kF32)
                            .Wait();
       !s.ok()) {
-    return absl::Status(s.code(), absl::StrFormat("tensor-parallel rank %d of %d, gathering the %s: %s",
-                                                  tp_rank(), tp, grads ? "gradients" : "weights",
-                                                  s.message()));
+    return absl::Status(s.code(),
+                        absl::StrFormat("tensor-parallel rank %d of %d, gathering the %s: %s",
+                                        tp_rank(), tp, grads ? "gradients" : "weights",
+                                        s.message()));
   }
   std::vector<float> host_all(static_cast<size_t>(tp * flat_numel_));
   backend_->CopyToHost(host_all.data(), all, host_all.size() * sizeof(float));

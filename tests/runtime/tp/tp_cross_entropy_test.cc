@@ -34,7 +34,8 @@ absl::Status CheckRank(const RankEnv& env, const CeCase& c) {
     for (int j = 0; j < c.Vp; ++j) {
       x = x * 6364136223846793005ull + 1442695040888963407ull;
       // Real logits in [-4, 4); padding at 50, which would take all the probability.
-      logits[i * c.Vp + j] = j < c.V ? static_cast<float>((x >> 40) % 8000) / 1000.0f - 4.0f : 50.0f;
+      const float real = static_cast<float>((x >> 40) % 8000) / 1000.0f - 4.0f;
+      logits[i * c.Vp + j] = j < c.V ? real : 50.0f;
     }
     // Targets spread over every rank's real columns, the last real one, and ignored rows.
     targets[i] = i % 7 == 3 ? -1 : (i == 0 ? c.V - 1 : static_cast<int32_t>((i * 37) % c.V));
@@ -43,7 +44,8 @@ absl::Status CheckRank(const RankEnv& env, const CeCase& c) {
   auto backend = kernels::MakeCpuBackend(1);
   std::vector<float> want_loss(N), want_lse(N), want_d(N * c.Vp);
   backend->CrossEntropyForward(want_loss.data(), want_lse.data(),
-                               kernels::View(logits.data(), N * c.Vp), targets.data(), N, c.V, c.Vp);
+                               kernels::View(logits.data(), N * c.Vp), targets.data(), N, c.V,
+                               c.Vp);
   const float dloss = 0.37f;
   backend->CrossEntropyBackward(kernels::View(want_d.data(), N * c.Vp),
                                 kernels::View(logits.data(), N * c.Vp), want_lse.data(),

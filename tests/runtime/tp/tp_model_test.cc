@@ -42,9 +42,11 @@ absl::StatusOr<std::unique_ptr<comm::Communicator>> World(const RankEnv& env) {
 
 // The vocabulary padding rows [V, Vp) of wte: all exactly zero?
 absl::Status PaddingRowsZero(const GPTConfig& c, const std::vector<float>& wte, const char* what) {
-  for (int64_t k = static_cast<int64_t>(c.vocab_size) * c.n_embd; k < static_cast<int64_t>(wte.size()); ++k) {
+  const int64_t first = static_cast<int64_t>(c.vocab_size) * c.n_embd;
+  for (int64_t k = first; k < static_cast<int64_t>(wte.size()); ++k) {
     if (wte[k] != 0.0f) {
-      return absl::InternalError(absl::StrCat(what, ": padding row ", k / c.n_embd, " holds ", wte[k]));
+      return absl::InternalError(
+          absl::StrCat(what, ": padding row ", k / c.n_embd, " holds ", wte[k]));
     }
   }
   return absl::OkStatus();
@@ -86,7 +88,8 @@ absl::Status RunRank(const RankEnv& env, int tp) {
     if (s == 0) {
       // The loss came without the full logits; this rank's slice still equals the
       // matching columns of the plain model's.
-      if (auto r = (*full)->Forward(tokens.data() + off, nullptr, B, kSeq); !r.ok()) return r.status();
+      auto r = (*full)->Forward(tokens.data() + off, nullptr, B, kSeq);
+      if (!r.ok()) return r.status();
       const Tensor mine = m.local_logits();
       const Tensor all = (*full)->logits();
       const int64_t Vp = config.PaddedVocab(), Vl = m.local_vocab();
@@ -108,7 +111,8 @@ absl::Status RunRank(const RankEnv& env, int tp) {
       // After Step the flat gradients hold the DP sum: the whole batch's gradient.
       RETURN_IF_ERROR(m.GatherTo(full->get(), /*grads=*/true));
       const HostTensors g = testing::CopyGrads(**full);
-      RETURN_IF_ERROR(testing::CompareTensors(**full, g, ref.first_grads, kTol, "step 0 gradients"));
+      RETURN_IF_ERROR(
+          testing::CompareTensors(**full, g, ref.first_grads, kTol, "step 0 gradients"));
       RETURN_IF_ERROR(PaddingRowsZero(config, g[0], "step 0 wte gradient"));
     }
     // The global mean loss: the mean of the replicas' means (equal counts per row).
