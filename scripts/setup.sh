@@ -18,6 +18,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control plane
   libsentencepiece-dev   # optional BPE tokenizer in colossus-data
   python3-torch python3-numpy  # the independent reference in tests and benchmarks
+  python3-venv           # .venv-hf below (colossus-export's transformers test)
 )
 
 missing=()
@@ -31,6 +32,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# ---- .venv-hf: Hugging Face transformers for colossus-export's test (label torch) ----
+# Debian's torch imports only under /usr/bin/python3 and Debian has no transformers, so a
+# venv that sees Debian's site-packages (torch, numpy) gets transformers from PyPI.
+# Pinned: transformers 4.30.2 (mid-2023) still supports torch 1.13.
+# Idempotent: nothing runs when the venv already imports both packages.
+hf_venv="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-hf"
+if ! "$hf_venv/bin/python" -c "import transformers, safetensors" >/dev/null 2>&1; then
+  echo "setup: creating $hf_venv (transformers==4.30.2, safetensors==0.3.1)"
+  /usr/bin/python3 -m venv --system-site-packages "$hf_venv"
+  "$hf_venv/bin/python" -m pip install -q --disable-pip-version-check \
+    transformers==4.30.2 safetensors==0.3.1
+fi
+# ---- end .venv-hf ------------------------------------------------------------------------
 
 if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "setup: the CUDA toolkit (nvcc) is required at build time and was not found in /usr/local/cuda" >&2
