@@ -99,11 +99,11 @@ struct CoordinatorChannelOptions {
   // and a unique channel argument), instead of gRPC's process-wide subchannel sharing.
   bool own_connection = true;
   // HTTP/2 keepalive pings, so an agent notices a coordinator behind a dead network
-  // within keepalive_time + keepalive_timeout. The coordinator must permit pings this
-  // often (a server answers pings that come more often than it allows with GOAWAY
-  // "too_many_pings"); gRPC's default server allows one per 5 minutes when it has
-  // nothing to send, hence the default. Zero turns keepalive off.
-  absl::Duration keepalive_time = absl::Minutes(5);
+  // within keepalive_time + keepalive_timeout. The server must permit pings this often:
+  // colossus-coordinator allows one every 5 s, while a gRPC server with default settings
+  // answers pings more frequent than one per 5 minutes (when it has nothing to send,
+  // as on a health stream) with GOAWAY "too_many_pings". Zero turns keepalive off.
+  absl::Duration keepalive_time = absl::Seconds(60);
   absl::Duration keepalive_timeout = absl::Seconds(20);
 };
 
