@@ -47,8 +47,8 @@ int Export(const hf::LoadedModel& m, const std::string& out) {
   if (absl::Status s = hf::ExportHuggingFace(*m.model, out); !s.ok()) return Fail(s);
   std::cout << "exported ";
   if (m.step >= 0) std::cout << "step " << m.step << " ";
-  std::cout << "from " << m.source << " (" << m.model->config().DebugString() << ", "
-            << m.model->num_parameters() << " parameters) to " << out << "/"
+  std::cout << "from " << m.source << " (" << m.model->config().DebugString() << ") to " << out
+            << "/"
             << hf::kWeightsFileName << " and " << out << "/" << hf::kConfigFileName << "\n";
   return 0;
 }
@@ -88,8 +88,7 @@ int Run(int argc, char** argv) {
     if (!m.ok()) return Fail(m.status());
     if (absl::Status s = hf::ImportHuggingFace(import_dir, m->model.get()); !s.ok()) return Fail(s);
     if (absl::Status s = SaveWeights(*m->model, out); !s.ok()) return Fail(s);
-    std::cout << "imported " << import_dir << " (" << config->DebugString() << ", "
-              << m->model->num_parameters() << " parameters) to " << out << "\n";
+    std::cout << "imported " << import_dir << " (" << config->DebugString() << ") to " << out << "\n";
     return 0;
   }
   absl::StatusOr<hf::LoadedModel> m =

@@ -91,6 +91,10 @@ TEST(HfExport, Conv1DWeightsAreTransposedOnKnownValues) {
       ASSERT_EQ(qkv.data[i * 24 + o], 1000.0f * o + i) << "c_attn.weight[" << i << "][" << o << "]";
     }
   }
+  const HfTensor& attn_proj = by["h.1.attn.c_proj.weight"];  // square [8, 8]: shape alone cannot tell
+  for (int64_t o = 0; o < 8; ++o) {
+    for (int64_t i = 0; i < 8; ++i) ASSERT_EQ(attn_proj.data[i * 8 + o], 1000.0f * o + i);
+  }
   const HfTensor& fc = by["h.0.mlp.c_fc.weight"];  // ours [32, 8] -> [8, 32]
   const HfTensor& proj = by["h.0.mlp.c_proj.weight"];  // ours [8, 32] -> [32, 8]
   for (int64_t o = 0; o < 32; ++o) {
