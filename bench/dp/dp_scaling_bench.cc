@@ -290,12 +290,15 @@ int Main(int argc, char** argv) {
     std::printf("quiet rounds (foreign load < %.1f cores in both runs): none; the machine was "
                 "busy, rerun when it is idle\n", kQuiet);
   } else {
+    const std::string comm =
+        o.zero ? std::string()
+               : " (all-reduce " + std::to_string(Median(quiet_comm_s) * 1e3).substr(0, 5) +
+                     " ms/step, exposed " + std::to_string(Median(quiet_wait_s) * 1e3).substr(0, 5) +
+                     " ms/step)";
     std::printf("quiet rounds (foreign load < %.1f cores in both runs): %zu of %d: 1 rank %.0f "
-                "tok/s, %d ranks %.0f tok/s per rank (all-reduce %.1f ms/step, exposed %.1f "
-                "ms/step), ratio %.3f\n",
+                "tok/s, %d ranks %.0f tok/s per rank%s, ratio %.3f\n",
                 kQuiet, quiet_ratios.size(), o.rounds, Median(quiet_one_tps), o.ranks,
-                Median(quiet_many_tps), Median(quiet_comm_s) * 1e3, Median(quiet_wait_s) * 1e3,
-                Median(quiet_ratios));
+                Median(quiet_many_tps), comm.c_str(), Median(quiet_ratios));
   }
   return 0;
 }
