@@ -134,8 +134,10 @@ std::vector<AgentAction> AgentCore::OnHealthEnded(const absl::Status& status, ab
   health_open_ = false;
   next_beat_ = absl::InfiniteFuture();
   if (state_ == State::kDone || state_ == State::kJoining) return {};
-  const bool finishing = then_.kind == Then::Kind::kExit || then_.kind == Then::Kind::kJobEnded;
-  if (status.code() == absl::StatusCode::kFailedPrecondition && !finishing) {
+  // The coordinator ends the stream itself after a RESTART or an EXIT: while the workers
+  // stop for one, the end is expected, and what follows is already decided.
+  if (state_ == State::kStopping && then_.kind != Then::Kind::kStay) return {};
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
     // Fenced: the coordinator moved to a newer generation without this node (declared
     // dead while the stream was down). Join again; a job that ended refuses the Join.
     return StopThen({.kind = Then::Kind::kRejoin, .generation = 0}, options_.default_grace, now);

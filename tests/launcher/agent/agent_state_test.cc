@@ -208,6 +208,17 @@ TEST_F(AgentCoreTest, FencedStreamMeansJoinAgain) {
   EXPECT_THAT(Names(core_.OnAllWorkersExited(now_)), ElementsAre("Join(0)"));
 }
 
+TEST_F(AgentCoreTest, StreamEndedByTheCoordinatorAfterRestartChangesNothing) {
+  RunUntilRunning(1);
+  core_.OnCommand(Cmd::kRestart, 2, absl::ZeroDuration(), false, "", now_);
+  // The coordinator closes the stream after the RESTART, while the workers still stop:
+  // neither a reconnect nor a different plan.
+  EXPECT_THAT(Names(core_.OnHealthEnded(absl::FailedPreconditionError("generation 1 ended"), now_)),
+              IsEmpty());
+  EXPECT_EQ(core_.NextWakeup(), absl::InfiniteFuture());
+  EXPECT_THAT(Names(core_.OnAllWorkersExited(now_)), ElementsAre("Join(2)"));
+}
+
 TEST_F(AgentCoreTest, ClosingOurOwnStreamIsNotABreak) {
   RunUntilRunning(1);
   core_.OnAllWorkersExited(now_);
