@@ -13,6 +13,13 @@
 //       --global-batch 32 [--zero]          (one command line)
 //   launch_local.sh -n 4 -- train_gpt ... --tp 2   (2-way tensor parallel x 2-way data parallel)
 //
+// Checkpoints: --checkpoint-dir DIR [--checkpoint-every N] [--keep K] (or the YAML's
+// checkpoint section). Running the same command again resumes from the newest committed
+// step. Under colossus-launch (COLOSSUS_COORDINATOR set) the worker rendezvouses through
+// the coordinator's store, the coordinator commits the checkpoints, and the rank's step
+// is written to COLOSSUS_STATUS_FILE for the agent's hang detection (launcher_link.h);
+// the checkpoint directory defaults to $COLOSSUS_RUN_DIR/checkpoints there.
+//
 // Exit codes: 0 done, 2 bad usage or config, 1 a runtime failure (data, device, I/O,
 // divergence); the message on stderr names the file, field or step.
 #include <cstdio>
@@ -21,6 +28,7 @@
 
 #include "CLI/CLI.hpp"
 #include "colossus/trainer.h"
+#include "launcher_link.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Pretrain a GPT with the Colossus runtime (one process, or one data-parallel rank)."};
@@ -31,6 +39,9 @@ int main(int argc, char** argv) {
   int64_t global_batch = -1;
   float bucket_mb = -1;
   int tp = 0;
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = -1;
+  int keep = 0;
   bool zero = false, no_overlap = false;
   app.add_option("--config", config_path, "YAML training config (see runtime/include/colossus/train_config.h)");
   app.add_option("--preset", preset, "model preset: gpt2-124m, gpt2-350m, demo, tiny, bench");
@@ -46,6 +57,10 @@ int main(int argc, char** argv) {
   app.add_option("--bucket-mb", bucket_mb, "gradient all-reduce bucket size in MiB (default 25)");
   app.add_flag("--no-overlap", no_overlap, "all-reduce the gradients after backward, not during it");
   app.add_option("--tp", tp, "tensor-parallel size: the ranks form a tp x dp layout (default 1)");
+  app.add_option("--checkpoint-dir", checkpoint_dir,
+                 "sharded checkpoints here; resumes from the newest committed step in it");
+  app.add_option("--checkpoint-every", checkpoint_every, "save every N steps (default 1000)");
+  app.add_option("--keep", keep, "committed checkpoints kept (default 3)");
   app.add_option("--set", overrides, "override any config key: section.key=value (repeatable)");
   CLI11_PARSE(app, argc, argv);
 
@@ -72,6 +87,14 @@ int main(int argc, char** argv) {
   if (bucket_mb > 0) sets.push_back("parallel.bucket_mb=" + std::to_string(bucket_mb));
   if (no_overlap) sets.push_back("parallel.overlap=0");
   if (tp > 0) sets.push_back("parallel.tensor_parallel=" + std::to_string(tp));
+  if (checkpoint_dir.empty() && config.checkpoint_dir.empty()) {
+    checkpoint_dir = colossus::examples::DefaultCheckpointDir();
+  }
+  if (!checkpoint_dir.empty()) sets.push_back("checkpoint.dir=" + checkpoint_dir);
+  if (checkpoint_every >= 0) {
+    sets.push_back("checkpoint.interval_steps=" + std::to_string(checkpoint_every));
+  }
+  if (keep > 0) sets.push_back("checkpoint.keep=" + std::to_string(keep));
   sets.insert(sets.end(), overrides.begin(), overrides.end());
   for (const std::string& s : sets) {
     if (absl::Status st = colossus::ApplyOverride(&config, s); !st.ok()) {
@@ -84,12 +107,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Under colossus-launch: the coordinator's store, committer and status file.
+  auto link = colossus::examples::LauncherLink::FromEnvironment();
+  if (!link.ok()) {
+    std::fprintf(stderr, "train_gpt: %s\n", std::string(link.status().message()).c_str());
+    return 1;
+  }
   // Joins the data-parallel group when the environment names one.
   auto trainer = colossus::Trainer::Create(config);
   if (!trainer.ok()) {
     std::fprintf(stderr, "train_gpt: %s\n", std::string(trainer.status().message()).c_str());
     return 1;
   }
+  if (*link != nullptr) (*trainer)->set_hooks((*link)->Hooks());
   const int rank = (*trainer)->rank();
   auto summary = (*trainer)->Run();
   if (!summary.ok()) {
@@ -102,6 +132,15 @@ int main(int argc, char** argv) {
   std::printf("\n=== done: %lld steps in %.1f s (%.0f tokens/s over %d rank%s)\n",
               static_cast<long long>(s.steps), s.seconds, s.tokens_per_s, s.ranks,
               s.ranks == 1 ? "" : "s");
+  if (s.resumed_from >= 0) {
+    std::printf("resumed:    from step %lld (steps %lld..%lld run here)\n",
+                static_cast<long long>(s.resumed_from), static_cast<long long>(s.first_step),
+                static_cast<long long>(s.first_step + s.steps));
+  }
+  if (s.checkpoints_saved > 0) {
+    std::printf("checkpoints: %d saved, longest stall %.3f s\n", s.checkpoints_saved,
+                s.max_checkpoint_stall_s);
+  }
   std::printf("train loss: %.4f -> %.4f\n", s.first_loss, s.final_loss);
   if (s.val_loss >= 0) {
     std::printf("val loss:   %.4f   unigram baseline: %.4f   (%.1f%% lower)\n", s.val_loss,

@@ -94,6 +94,9 @@ const std::map<std::string, Setter>& Setters() {
     num("parallel.tensor_parallel", [](TrainConfig& c) -> int& { return c.tensor_parallel; });
     str("output.dir", [](TrainConfig& c) -> std::string& { return c.output_dir; });
     num("output.log_every", [](TrainConfig& c) -> int64_t& { return c.log_every; });
+    str("checkpoint.dir", [](TrainConfig& c) -> std::string& { return c.checkpoint_dir; });
+    num("checkpoint.interval_steps", [](TrainConfig& c) -> int64_t& { return c.checkpoint_every; });
+    num("checkpoint.keep", [](TrainConfig& c) -> int& { return c.checkpoint_keep; });
     return t;
   }();
   return *table;
@@ -161,6 +164,13 @@ absl::Status TrainConfig::Validate() const {
                                tensor_parallel));
   }
   if (log_every <= 0) return bad(absl::StrFormat("output.log_every = %d: must be >= 1", log_every));
+  if (checkpoint_every < 0) {
+    return bad(absl::StrFormat("checkpoint.interval_steps = %d: must be >= 0 (0: only after "
+                               "the last step)", checkpoint_every));
+  }
+  if (checkpoint_keep < 1) {
+    return bad(absl::StrFormat("checkpoint.keep = %d: must be >= 1", checkpoint_keep));
+  }
   return absl::OkStatus();
 }
 

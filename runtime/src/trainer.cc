@@ -6,6 +6,8 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "colossus/checkpoint/reader.h"
+#include "colossus/comm/in_memory_store.h"
 #include "colossus/comm/nccl.h"
 #include "colossus/device.h"
 #include "colossus/generate.h"
@@ -131,6 +133,12 @@ absl::Status Trainer::Init() {
         "rank %d: the process group speaks %s but the model computes on %s (which needs %s)",
         group_->rank(), comm::BackendName(group_->backend()), backend_->Describe(),
         comm::BackendName(comm_backend)));
+  }
+  if (c.tensor_parallel > 1 && !c.checkpoint_dir.empty()) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "checkpoint.dir = %s with parallel.tensor_parallel = %d: checkpoints of a "
+        "tensor-parallel model are not implemented yet (unset checkpoint.dir, or use tp 1)",
+        c.checkpoint_dir, c.tensor_parallel));
   }
   if (c.tensor_parallel > 1) {
     if (group_ == nullptr) {
@@ -259,6 +267,167 @@ absl::StatusOr<std::string> Trainer::SampleText(uint64_t seed) {
   return config_.sample_prompt + tokenizer_->Decode(*ids);
 }
 
+absl::Status Trainer::Barrier() {
+  if (group_ == nullptr) return absl::OkStatus();
+  return group_->world().Barrier().Wait();
+}
+
+checkpoint::HeldState Trainer::Held() const {
+  checkpoint::HeldState held;
+  const kernels::View flat = model_->flat_params();
+  held.params = static_cast<float*>(flat.data);
+  if (dp_ != nullptr && dp_->zero() != nullptr) {
+    const parallel::ZeroAdamW* zero = dp_->zero();
+    held.first_moment = static_cast<float*>(zero->first_moment().data);
+    held.second_moment = static_cast<float*>(zero->second_moment().data);
+    held.moments_begin = zero->shard_begin();
+    held.moments_end = zero->shard_begin() + zero->shard_size();
+    return held;
+  }
+  const AdamW* adam = dp_ != nullptr ? dp_->adamw() : optimizer_.get();
+  held.first_moment = static_cast<float*>(adam->first_moment().data);
+  held.second_moment = static_cast<float*>(adam->second_moment().data);
+  held.moments_begin = 0;
+  held.moments_end = flat.numel;
+  return held;
+}
+
+absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summary) {
+  const TrainConfig& c = config_;
+  const std::string& dir = c.checkpoint_dir;
+  const int world = ranks();
+  checkpoint::RetentionPolicy retention;
+  retention.keep_last = c.checkpoint_keep;
+  OptimizerConfig oc = c.optimizer;
+  if (oc.total_steps == 0) oc.total_steps = c.steps;
+
+  // The coordinator is the authority on what is committed: a step it committed whose
+  // completing rank died before writing COMMIT.json is finished here, by one rank.
+  if (hooks_.latest_checkpoint) {
+    auto latest = hooks_.latest_checkpoint();
+    if (!latest.ok()) return latest.status();
+    const auto& [step, step_dir] = *latest;
+    if (rank() == 0 && step > 0 && !step_dir.empty() &&
+        !std::filesystem::exists(step_dir + "/" + checkpoint::kCommitFileName)) {
+      if (absl::Status s = checkpoint::CompleteCommitFromReports(step_dir, retention); !s.ok()) {
+        Say(absl::StrFormat("colossus: checkpoint step %d (%s) is committed by the coordinator "
+                            "but cannot be completed: %s", step, step_dir, s.message()));
+      } else {
+        Say(absl::StrFormat("colossus: completed the commit of step %d (%s) from its reports",
+                            step, step_dir));
+      }
+    }
+    if (absl::Status s = Barrier(); !s.ok()) return s;
+  }
+
+  const checkpoint::FlatLayout layout = checkpoint::FlatLayout::FromModel(*model_);
+  const checkpoint::HeldState held = Held();
+  checkpoint::LoadRequest request;
+  request.rank = rank();
+  request.pieces = checkpoint::PiecesToLoad(layout, held);
+  request.model = c.model;
+  request.optimizer = oc;
+  request.backend = backend_.get();
+  checkpoint::AgreeFn agree;
+  if (dp_ != nullptr) {
+    agree = [this, world](bool ok) -> absl::StatusOr<bool> {
+      auto sum = dp_->SumOverRanks(ok ? 1.0f : 0.0f);
+      if (!sum.ok()) return sum.status();
+      return static_cast<int>(*sum) == world;
+    };
+  }
+  absl::StatusOr<checkpoint::LoadOutcome> out = checkpoint::LoadLatestValid(dir, request, agree);
+  int64_t keep_through = 0;  // steps after this one are discarded before saving again
+  if (out.ok()) {
+    for (const checkpoint::SkippedStep& skipped : out->skipped) {
+      Say(absl::StrFormat("colossus: checkpoint step %d skipped: %s", skipped.step,
+                          skipped.why.message()));
+    }
+    model_->SyncComputeWeights();
+    *first_step = out->loaded.meta.step;
+    keep_through = *first_step;
+    summary->resumed_from = *first_step;
+    Say(absl::StrFormat("colossus: resumed from step %d (%s)", *first_step, out->loaded.step_dir));
+  } else if (absl::IsFailedPrecondition(out.status())) {
+    // This run's model or optimizer differs from what was saved: a user error, never a
+    // reason to fall back to an older step or to start over on top of it.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "checkpoint.dir %s holds a checkpoint of another configuration: %s", dir,
+        out.status().message()));
+  } else if (absl::IsNotFound(out.status())) {
+    Say(absl::StrFormat("colossus: no committed checkpoint in %s: starting at step 0", dir));
+  } else if (absl::IsDataLoss(out.status())) {
+    Say(absl::StrFormat("colossus: no committed checkpoint in %s loads (%s): starting at step 0",
+                        dir, out.status().message()));
+  } else {
+    return out.status();
+  }
+  // Steps beyond the one resumed from (a corrupt newer one, an unfinished save) would
+  // collide with the saves this run makes: move them aside, on one rank.
+  if (rank() == 0 && std::filesystem::exists(dir)) {
+    if (absl::Status s = checkpoint::DiscardStepsAfter(dir, keep_through); !s.ok()) return s;
+  }
+  if (absl::Status s = Barrier(); !s.ok()) return s;
+
+  std::shared_ptr<checkpoint::ShardCommitter> committer;
+  if (hooks_.make_committer) {
+    committer = hooks_.make_committer(rank(), world, retention);
+  } else {
+    checkpoint::StoreCommitterOptions so;
+    so.rank = rank();
+    so.world = world;
+    so.retention = retention;
+    std::shared_ptr<comm::Store> store =
+        group_ != nullptr ? group_->store() : std::make_shared<comm::InMemoryStore>();
+    committer = std::make_shared<checkpoint::StoreShardCommitter>(std::move(store), so);
+  }
+  checkpoint::CheckpointWriterOptions wo;
+  wo.dir = dir;
+  wo.rank = rank();
+  wo.world = world;
+  wo.committer = std::move(committer);
+  auto writer = checkpoint::CheckpointWriter::Create(wo);
+  if (!writer.ok()) return writer.status();
+  writer_ = *std::move(writer);
+  return writer_->Reserve(
+      checkpoint::SourceBytes(checkpoint::PiecesToSave(layout, held, rank(), world)));
+}
+
+absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
+  const TrainConfig& c = config_;
+  checkpoint::SaveRequest req;
+  req.meta.step = done;
+  req.meta.numel = model_->num_parameters();
+  req.meta.data_position =
+      parallel::FirstSampleOf(done, 0, 0, dp_size(), c.batch_size, accum_);
+  req.meta.dp = dp_size();
+  req.meta.tp = 1;
+  req.meta.model = c.model;
+  req.meta.optimizer = c.optimizer;
+  if (req.meta.optimizer.total_steps == 0) req.meta.optimizer.total_steps = c.steps;
+  req.pieces = checkpoint::PiecesToSave(checkpoint::FlatLayout::FromModel(*model_), Held(),
+                                        rank(), ranks());
+  req.backend = backend_.get();
+  auto result = writer_->Save(req);
+  if (!result.ok()) return result.status();
+  ++summary->checkpoints_saved;
+  summary->max_checkpoint_stall_s =
+      std::max(summary->max_checkpoint_stall_s, result->stall_seconds());
+  if (!result->previous.ok()) {
+    // The previous committed step stays the latest; training matters more than one save.
+    Say(absl::StrFormat("colossus: checkpoint save failed, training goes on: %s",
+                        result->previous.message()));
+  }
+  if (log_) {
+    log_->Write(nlohmann::json({{"step", done - 1},
+                                {"checkpoint_step", done},
+                                {"checkpoint_stall_s", result->stall_seconds()},
+                                {"checkpoint_bytes", result->bytes}})
+                    .dump());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   const TrainConfig& c = config_;
   const int B = c.batch_size, T = c.seq_len;
@@ -311,8 +480,20 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
                                     summary.unigram_val_loss));
   }
 
+  int64_t end_step = first_step + c.steps;
+  if (dist_env_.has_value() && dist_env_->generation > 0) {
+    Say(absl::StrFormat("colossus: generation %d: restarted after a failure",
+                        dist_env_->generation));
+  }
+  if (!c.checkpoint_dir.empty()) {
+    if (absl::Status s = SetUpCheckpoints(&first_step, &summary); !s.ok()) return s;
+    // A resumed run finishes the run it continues: config.steps in all.
+    if (summary.resumed_from >= 0) end_step = std::max(first_step, c.steps);
+  }
+  summary.first_step = first_step;
+
   const auto start = Clock::now();
-  for (int64_t step = first_step; step < first_step + c.steps; ++step) {
+  for (int64_t step = first_step; step < end_step; ++step) {
     const auto t0 = Clock::now();
     if (tp_model_) {
       tp_model_->ZeroGrad();
@@ -378,7 +559,7 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
 
     StepRecord r;
     r.step = step;
-    r.total_steps = first_step + c.steps;
+    r.total_steps = end_step;
     r.loss = static_cast<float>(loss);
     r.lr = stats.lr;
     r.grad_norm = stats.grad_norm;
@@ -389,11 +570,15 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     r.mfu = Mfu(flops_per_token_, r.tokens_per_s / ranks(), peak_flops_);
     if (log_) log_->Write(StepRecordJson(r));
     if (progress_) progress_->Step(r);
+    if (hooks_.on_step) hooks_.on_step(r);
     if (step == first_step) summary.first_loss = r.loss;
     summary.final_loss = r.loss;
 
     const int64_t done = step + 1;
-    const bool last = done == first_step + c.steps;
+    const bool last = done == end_step;
+    if (writer_ != nullptr && ((c.checkpoint_every > 0 && done % c.checkpoint_every == 0) || last)) {
+      if (absl::Status s = SaveCheckpoint(done, &summary); !s.ok()) return s;
+    }
     if (val_ && ((c.eval_every > 0 && done % c.eval_every == 0) || last)) {
       auto vl = Evaluate();
       if (!vl.ok()) return vl.status();
@@ -415,9 +600,17 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       if (!last) Say(absl::StrFormat("step %d sample: %s", done, *text));
     }
   }
-  summary.steps = c.steps;
+  if (writer_ != nullptr) {
+    // The last save must be committed before the run reports success.
+    if (absl::Status s = writer_->Flush(); !s.ok()) {
+      Say(absl::StrFormat("colossus: the final checkpoint was not committed: %s", s.message()));
+    }
+    writer_.reset();
+  }
+  summary.steps = end_step - first_step;
   summary.seconds = Seconds(start, Clock::now());
-  summary.tokens_per_s = summary.seconds > 0 ? c.steps * tokens_per_step / summary.seconds : 0;
+  summary.tokens_per_s =
+      summary.seconds > 0 ? summary.steps * tokens_per_step / summary.seconds : 0;
   summary.weights_path = c.output_dir + "/model.safetensors";
   if (absl::Status s = SyncFullModel(); !s.ok()) return s;
   if (rank() == 0) {

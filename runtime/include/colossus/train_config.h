@@ -11,6 +11,7 @@
 //   runtime:   {device: auto | cpu | cuda, threads, peak_tflops}
 //   parallel:  {zero: 0 | 1, bucket_mb, overlap: 0 | 1, tensor_parallel}
 //   output:    {dir, log_every}
+//   checkpoint: {dir, interval_steps, keep}   (off unless dir is set; trainer.h)
 #pragma once
 
 #include <cstdint>
@@ -59,6 +60,13 @@ struct TrainConfig {
   int tensor_parallel = 1;
   std::string output_dir = "runs/default";
   int64_t log_every = 10;          // a log line every k steps when not on a TTY
+  // Sharded checkpoints (checkpoint/*.h). "" = none: no save, no resume. Otherwise the
+  // run resumes from the newest committed step under it when there is one, and saves
+  // every checkpoint_every steps (0: never periodically) and after the last step,
+  // keeping the newest checkpoint_keep committed steps.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 1000;
+  int checkpoint_keep = 3;
 
   // Cross-field checks; the message names the field ("training.seq_len = 2048 exceeds
   // model.block_size = 1024").

@@ -36,14 +36,34 @@
 // a full GPT that the TP shards are gathered into (collectively, on every rank) before
 // validation, text samples and the final save; validation runs on it whole on every
 // rank. ZeRO-1 and the bucketed/overlapped DP reducer are not used with tp > 1.
+//
+// Checkpoints (config.checkpoint_dir set; checkpoint/*.h). At the start of Run every
+// rank loads the newest committed step that every rank can read (corrupt steps are
+// skipped together, and named on the console); the run then trains steps [that step,
+// config.steps), so running the same command again continues where it stopped and a
+// run restarted after a failure sees exactly the samples and weights an uninterrupted
+// one would (bit for bit on the CPU). A checkpoint whose model or optimizer config
+// differs from this run's stops Run with FailedPrecondition naming the field (set
+// optimizer.total_steps when the step count changes between runs). After step s the
+// state is saved asynchronously when (s + 1) is a multiple of checkpoint_every, and
+// after the last step; the loop waits only for the copy into host memory (logged as
+// "checkpoint_stall_s" in metrics.jsonl). A failed background save is reported and
+// training goes on; the previous committed step stays the latest. Committing goes
+// through a StoreShardCommitter on the group's store, or whatever
+// TrainerHooks::make_committer returns (the coordinator under colossus-launch).
+// Unimplemented with tensor_parallel > 1.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "colossus/checkpoint/committer.h"
+#include "colossus/checkpoint/writer.h"
 #include "colossus/data.h"
 #include "colossus/metrics.h"
 #include "colossus/model.h"
@@ -69,6 +89,26 @@ struct TrainSummary {
   int64_t global_batch = 0;      // samples per optimizer step over all ranks
   std::string weights_path;      // written by rank 0 only
   std::string sample;            // the final text sample (rank 0 only; "" elsewhere)
+  int64_t first_step = 0;        // the step Run started at (the resumed step, or 0)
+  int64_t resumed_from = -1;     // the checkpoint step resumed from; -1: fresh start
+  int checkpoints_saved = 0;     // saves started by this run
+  double max_checkpoint_stall_s = 0.0;  // the longest the loop waited for one save
+};
+
+// Ways for the program around the trainer (a launcher's worker) to plug in what the
+// runtime must not depend on. Every member is optional.
+struct TrainerHooks {
+  // The committer for this rank's checkpoint writer; null: a StoreShardCommitter over
+  // the process group's store (or an in-process store for one process).
+  std::function<std::shared_ptr<checkpoint::ShardCommitter>(
+      int rank, int world, const checkpoint::RetentionPolicy& retention)>
+      make_committer;
+  // The authority's latest committed step and its directory (step 0: none), e.g. the
+  // coordinator's GetLatestCheckpoint. When it names a step whose directory lacks
+  // COMMIT.json, rank 0 completes the commit from the report files before resuming.
+  std::function<absl::StatusOr<std::pair<int64_t, std::string>>()> latest_checkpoint;
+  // Called on every rank after every step (e.g. a status file for the node agent).
+  std::function<void(const StepRecord&)> on_step;
 };
 
 class Trainer {
@@ -82,7 +122,12 @@ class Trainer {
       const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group);
   ~Trainer();
 
+  // Before Run.
+  void set_hooks(TrainerHooks hooks) { hooks_ = std::move(hooks); }
+
   // Runs config.steps optimizer steps starting at step `first_step` (0 for a fresh run).
+  // With checkpoints a resumed run instead starts at the checkpoint's step and ends at
+  // config.steps (see above).
   absl::StatusOr<TrainSummary> Run(int64_t first_step = 0);
 
   // Mean loss over the first eval_batches batches of the validation set, in order.
@@ -118,6 +163,13 @@ class Trainer {
   // Tensor parallelism: gathers the TP shards into model_ if a step changed them since
   // the last gather. Collective over the TP group; a no-op without TP.
   absl::Status SyncFullModel();
+  // Checkpoints: resumes (setting *first_step when a step loads) and creates writer_.
+  absl::Status SetUpCheckpoints(int64_t* first_step, TrainSummary* summary);
+  // Starts the asynchronous save of the state after step `done` - 1.
+  absl::Status SaveCheckpoint(int64_t done, TrainSummary* summary);
+  // Collective over the data-parallel group (no-op in one process).
+  absl::Status Barrier();
+  checkpoint::HeldState Held() const;
 
   TrainConfig config_;
   // Set by Create before Init: the environment to join, or an injected group.
@@ -144,6 +196,9 @@ class Trainer {
   std::vector<int32_t> inputs_, targets_;
   double flops_per_token_ = 0.0;  // ModelFlopsPerToken(model, seq_len)
   double peak_flops_ = 0.0;       // 0: unknown, no MFU
+  TrainerHooks hooks_;
+  // Declared last: destroyed first, before the group whose store its committer uses.
+  std::unique_ptr<checkpoint::CheckpointWriter> writer_;
 };
 
 }  // namespace colossus
