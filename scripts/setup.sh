@@ -18,6 +18,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control plane
   libsentencepiece-dev   # optional BPE tokenizer in colossus-data
   python3-torch python3-numpy  # the independent reference in tests and benchmarks
+  openssh-server slurm-wlm munge iproute2  # colossus-launch's SSH, Slurm and network-namespace tests
   python3-venv           # .venv-hf below (colossus-export's transformers test)
 )
 
