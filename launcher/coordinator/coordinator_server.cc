@@ -321,7 +321,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   impl->store = std::make_unique<JobStore>(options.store_limits);
   impl->state = std::make_unique<JobState>(ToJobConfig(options), impl->journal_sink.get(),
                                            impl->store.get(), impl->events.get());
-  absl::StatusOr<std::string> summary = impl->state->Restore(records, absl::Now());
+  absl::StatusOr<std::string> summary = impl->state->Restore(records, absl::Now(), options.relaunch_ended_job);
   if (!summary.ok()) return summary.status();
   impl->replay_summary = *summary;
   if (!records.empty()) impl->options.log(*summary);

@@ -53,7 +53,7 @@ JobState::JobState(JobConfig config, JournalSink* journal, JobStore* store, JobE
 JobState::~JobState() = default;
 
 absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecord>& records,
-                                              absl::Time now) {
+                                              absl::Time now, bool relaunch_ended) {
   Deferred deferred;
   absl::MutexLock lock(&mu_);
   const v1::GenerationRecord* last_generation = nullptr;
@@ -64,6 +64,7 @@ absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecor
     switch (record.record_case()) {
       case v1::JournalRecord::kGeneration:
         last_generation = &record.generation();
+        end = nullptr;  // a generation after an end: the job was launched again
         break;
       case v1::JournalRecord::kCommitted:
         ++commits_;
@@ -79,6 +80,27 @@ absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecor
         ++unknown;  // written by a newer coordinator: nothing we can act on
         break;
     }
+  }
+
+  std::string relaunched;
+  if (end != nullptr && relaunch_ended) {
+    // Launched again: everything of the ended run is history except the generation count
+    // (fencing stays monotonic across launches) and the committed checkpoints.
+    relaunched = absl::StrCat("; it had ended (", v1::JobPhase_Name(end->phase()), ": ",
+                              end->reason(), ") and is launched again");
+    generation_ = (last_generation != nullptr ? last_generation->generation() : 0) + 1;
+    last_generation = nullptr;
+    end = nullptr;
+    shards.clear();
+    restarts_ = 0;
+    reason_ = "launched again after the job had ended";
+    v1::JournalRecord record;
+    v1::GenerationRecord* g = record.mutable_generation();
+    g->set_generation(generation_);
+    g->set_restarts(restarts_);
+    g->set_reason(reason_);
+    absl::Status journaled = JournalLocked(record);
+    if (!journaled.ok()) return journaled;
   }
 
   std::string where = "fresh job";
@@ -142,7 +164,7 @@ absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecor
   }
   return absl::StrCat("replayed ", records.size(), " journal records: ", where, "; restarts ",
                       restarts_, " of ", config_.max_restarts, "; latest checkpoint step ",
-                      latest_.step(),
+                      latest_.step(), relaunched,
                       restored_shards > 0 ? absl::StrCat("; ", restored_shards,
                                                          " shard reports of unfinished steps")
                                           : "",

@@ -47,6 +47,9 @@ CoordinatorOptions CoordinatorOptionsFor(const Manifest& m, const std::string& t
   o.job_id = m.name;
   o.listen_address = m.coordinator.listen.ToString();
   o.run_dir = m.run_dir;
+  // Running a job's command again continues it from its latest committed checkpoint,
+  // whether it had finished, failed or been stopped.
+  o.relaunch_ended_job = true;
   o.token = token;
   const int n = static_cast<int>(m.nodes.size());
   if (m.restart.elastic.enabled) {

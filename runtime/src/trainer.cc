@@ -481,9 +481,11 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   }
 
   int64_t end_step = first_step + c.steps;
-  if (dist_env_.has_value() && dist_env_->generation > 0) {
-    Say(absl::StrFormat("colossus: generation %d: restarted after a failure",
-                        dist_env_->generation));
+  // Under colossus-launch generations start at 1; a later one is a restart after a
+  // failure or a new launch of the same job (the coordinator's events say which).
+  if (dist_env_.has_value() && dist_env_->generation > 1) {
+    Say(absl::StrFormat("colossus: generation %d: the worker group was re-formed (a restart "
+                        "or a new launch of the job)", dist_env_->generation));
   }
   if (!c.checkpoint_dir.empty()) {
     if (absl::Status s = SetUpCheckpoints(&first_step, &summary); !s.ok()) return s;

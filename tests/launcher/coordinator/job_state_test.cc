@@ -529,5 +529,50 @@ TEST(JobStateReplay, RestartedCoordinatorReadoptsTheLastGeneration) {
   EXPECT_EQ(state.Status(t).restarts(), 2);
 }
 
+TEST(JobStateReplay, AnEndedJobLaunchedAgainFormsAFreshGenerationKeepingItsCheckpoint) {
+  MemoryJournal journal;
+  {
+    JobStore store;
+    JobEvents events;
+    JobState state(Config(1, 1), &journal, &store, &events);
+    auto a = std::make_shared<Outcome<v1::JoinResponse>>();
+    testing::JoinInto(state, MakeJoin("a", 1), T0(), a);
+    ASSERT_EQ(state.generation(), 1);
+    ASSERT_TRUE(testing::Report(state, testing::MakeShard(1, 250, 0, 1), T0()).ok());
+    state.Stop("interrupted by SIGINT", T0());
+    ASSERT_EQ(state.phase(), v1::JOB_PHASE_STOPPED);
+  }
+  {  // A coordinator restarted after a crash reports the end it recorded.
+    JobStore store;
+    JobEvents events;
+    JobState state(Config(1, 1), &journal, &store, &events);
+    ASSERT_TRUE(state.Restore(journal.records(), T0()).ok());
+    EXPECT_EQ(state.phase(), v1::JOB_PHASE_STOPPED);
+  }
+  // colossus-launch run again: a fresh generation, a fresh budget, step 250 to resume from.
+  JobStore store;
+  JobEvents events;
+  JobState state(Config(1, 1), &journal, &store, &events);
+  absl::StatusOr<std::string> summary = state.Restore(journal.records(), T0(), true);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_THAT(*summary, HasSubstr("launched again"));
+  EXPECT_EQ(state.phase(), v1::JOB_PHASE_WAITING);
+  EXPECT_EQ(state.generation(), 2) << "generations stay monotonic across launches";
+  auto a = std::make_shared<Outcome<v1::JoinResponse>>();
+  testing::JoinInto(state, MakeJoin("a", 1), T0(), a);
+  ASSERT_TRUE(a->done() && a->status().ok()) << (a->done() ? a->status() : absl::OkStatus());
+  EXPECT_EQ(a->value().generation(), 2);
+  EXPECT_EQ(a->value().resume_from().step(), 250);
+  EXPECT_EQ(a->value().restarts(), 0);
+  EXPECT_EQ(state.phase(), v1::JOB_PHASE_RUNNING);
+  // The relaunch is journaled: a crash now replays as a live job, not as the old end.
+  JobStore store2;
+  JobEvents events2;
+  JobState replayed(Config(1, 1), &journal, &store2, &events2);
+  ASSERT_TRUE(replayed.Restore(journal.records(), T0()).ok());
+  EXPECT_EQ(replayed.phase(), v1::JOB_PHASE_RUNNING);
+  EXPECT_EQ(replayed.generation(), 2);
+}
+
 }  // namespace
 }  // namespace colossus::launcher

@@ -51,6 +51,9 @@ struct CoordinatorOptions {
   std::string listen_address = "127.0.0.1:0";
   // Holds coordinator.journal; created when absent.
   std::string run_dir;
+  // A run_dir whose job has ended is launched again (JobState::Restore's relaunch_ended):
+  // colossus-launch sets it; a coordinator restarted after a crash leaves it off.
+  bool relaunch_ended_job = false;
   // The job's secret; every call must carry it. Required.
   std::string token;
 

@@ -153,8 +153,14 @@ class JobState {
 
   // Replays journal records (see the header comment). Call once, before anything else.
   // Returns a one-line summary of where the job stands.
+  // relaunch_ended: a job whose journal ends with its end (succeeded, failed, stopped) is
+  // launched again instead of reporting that end: a fresh generation (journaled, so a
+  // crash before it forms replays as a live job), a fresh restart budget, and the latest
+  // committed checkpoint kept for the workers to resume from. colossus-launch asks for it
+  // (running a job's command again continues it); a coordinator restarted after a crash
+  // does not, and reports the end it recorded.
   absl::StatusOr<std::string> Restore(const std::vector<v1::JournalRecord>& records,
-                                      absl::Time now);
+                                      absl::Time now, bool relaunch_ended = false);
 
   // ---- rendezvous
   // Holds the Join until the node's generation forms (done gets the assignment), the
