@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "colossus/check.h"
 #include "colossus/memory_plan.h"
+#include "gpt_block_layout.h"
 #include "init_rng.h"
 
 namespace colossus {
@@ -14,23 +15,7 @@ namespace colossus {
 using kernels::DType;
 using kernels::View;
 
-namespace {
-// Indices of one block's parameters within the per-layer group, in layout order.
-enum BlockParam {
-  kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B,
-  kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockParams
-};
-const char* const kBlockParamNames[kNumBlockParams] = {
-    "ln_1.weight",    "ln_1.bias",     "attn.qkv.weight", "attn.qkv.bias",
-    "attn.proj.weight", "attn.proj.bias", "ln_2.weight",   "ln_2.bias",
-    "mlp.fc.weight",  "mlp.fc.bias",   "mlp.proj.weight", "mlp.proj.bias"};
-
-// One block's saved activations (planned for max_batch x max_seq).
-struct BlockActs {
-  size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, res2;
-  size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, res3;
-};
-}  // namespace
+using namespace gpt_layout;  // NOLINT: the block layout's names, shared with parallel/tp_model.cc
 
 struct GPT::Impl {
   explicit Impl(kernels::Backend* b)

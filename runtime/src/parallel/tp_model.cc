@@ -9,28 +9,14 @@
 #include "colossus/check.h"
 #include "colossus/parallel/tensor_parallel.h"
 #include "colossus/parallel/tp_cross_entropy.h"
+#include "gpt_block_layout.h"
 
 namespace colossus::parallel {
 
 using kernels::DType;
 using kernels::View;
 
-namespace {
-// A block's parameters in GPT's order (model.cc).
-enum BlockParam {
-  kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B,
-  kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockParams
-};
-const char* const kBlockParamNames[kNumBlockParams] = {
-    "ln_1.weight",    "ln_1.bias",     "attn.qkv.weight", "attn.qkv.bias",
-    "attn.proj.weight", "attn.proj.bias", "ln_2.weight",   "ln_2.bias",
-    "mlp.fc.weight",  "mlp.fc.bias",   "mlp.proj.weight", "mlp.proj.bias"};
-
-struct BlockActs {
-  size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, res2;
-  size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, res3;
-};
-}  // namespace
+using namespace gpt_layout;  // NOLINT: the block layout's names, shared with model.cc
 
 struct TensorParallelGPT::Impl {
   explicit Impl(kernels::Backend* b)
