@@ -28,6 +28,7 @@ class FakeFactory {
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Fake, StoreContractTest, FakeFactory);
 
+
 TEST(CoordinatorStoreTest, ScopesAreSeparateKeySpaces) {
   FakeFactory f;
   auto gen = f.Fresh();
@@ -53,3 +54,8 @@ TEST(CoordinatorStoreTest, AnUnreachableCoordinatorIsUnavailable) {
 
 }  // namespace
 }  // namespace colossus::launcher::testing
+
+// comm's own Store contract, the same assertions its in-memory and TCP stores pass.
+namespace colossus::comm::testing {
+INSTANTIATE_TYPED_TEST_SUITE_P(Fake, StoreContract, colossus::launcher::testing::FakeFactory);
+}  // namespace colossus::comm::testing

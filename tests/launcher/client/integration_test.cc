@@ -119,6 +119,7 @@ class RealFactory {
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Real, StoreContractTest, RealFactory);
 
+
 TEST(CoordinatorIntegrationTest, ThreeAgentsRendezvousInNodeIdOrderAndShareAKey) {
   auto server = CoordinatorServer::Start(ServerOptions(FreshDir("rdv"), 3));
   ASSERT_TRUE(server.ok()) << server.status();
@@ -270,3 +271,8 @@ TEST(CoordinatorIntegrationTest, AHeldWaitIsCarriedAcrossACoordinatorRestart) {
 
 }  // namespace
 }  // namespace colossus::launcher::testing
+
+// comm's own Store contract, the same assertions its in-memory and TCP stores pass.
+namespace colossus::comm::testing {
+INSTANTIATE_TYPED_TEST_SUITE_P(Real, StoreContract, colossus::launcher::testing::RealFactory);
+}  // namespace colossus::comm::testing
