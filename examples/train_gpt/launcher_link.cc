@@ -103,6 +103,7 @@ TrainerHooks LauncherLink::Hooks() {
       *last = now;
       launcher::RankStatusReport report;
       report.step = r.step;
+      report.total_steps = r.total_steps;
       report.loss = r.loss;
       report.tokens_per_s = r.tokens_per_s;
       (void)launcher::WriteRankStatus(path, report);  // best effort (status_file.h)

@@ -436,6 +436,7 @@ class NodeAgent::Impl {
       if (local < static_cast<int>(status_paths_.size())) report = ReadRankStatus(status_paths_[local]);
       if (report.has_value()) {
         r->set_step(report->step);
+        r->set_total_steps(report->total_steps);
         r->set_loss(report->loss);
         r->set_tokens_per_s(report->tokens_per_s);
         r->set_collective_seq(report->collective_seq);

@@ -27,6 +27,7 @@ std::optional<RankStatusReport> ReadRankStatus(const std::string& path) {
     if (it != j.end() && it->is_number()) *out = it->get<std::remove_pointer_t<decltype(out)>>();
   };
   number("step", &r.step);
+  number("total_steps", &r.total_steps);
   number("loss", &r.loss);
   number("tokens_per_s", &r.tokens_per_s);
   number("collective_seq", &r.collective_seq);
@@ -41,6 +42,7 @@ absl::Status WriteRankStatus(const std::string& path, const RankStatusReport& re
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create the directory of ", path, ": ", ec.message()));
   nlohmann::json j = {{"step", report.step},
+                      {"total_steps", report.total_steps},
                       {"loss", report.loss},
                       {"tokens_per_s", report.tokens_per_s},
                       {"collective_seq", report.collective_seq},

@@ -41,7 +41,11 @@ void PrintStatus(const v1::JobStatus& s) {
               s.job_id().c_str(), PhaseName(s.phase()).c_str(), static_cast<long long>(s.generation()),
               s.restarts(), s.max_restarts(), s.nodes_alive(), s.nodes_size(), s.world_size());
   if (s.max_step() >= 0 && s.phase() == v1::JOB_PHASE_RUNNING) {
-    std::printf("steps %lld..%lld\n", static_cast<long long>(s.min_step()), static_cast<long long>(s.max_step()));
+    // Steps are 0-based in the health reports; "done" counts completed steps.
+    std::printf("steps done %lld..%lld", static_cast<long long>(s.min_step() + 1),
+                static_cast<long long>(s.max_step() + 1));
+    if (const int64_t total = TotalSteps(s); total > 0) std::printf(" of %lld", static_cast<long long>(total));
+    std::printf("\n");
   }
   if (s.latest_checkpoint().step() > 0) {
     std::printf("latest checkpoint: step %lld in %s\n", static_cast<long long>(s.latest_checkpoint().step()),

@@ -1,5 +1,6 @@
 #include "job_view.h"
 
+#include <algorithm>
 #include <fstream>
 #include <deque>
 
@@ -47,7 +48,44 @@ std::string PhaseName(v1::JobPhase phase) {
   }
 }
 
-std::string StatusLine(const v1::JobStatus& s, absl::Duration elapsed) {
+int64_t StepsDone(const v1::JobStatus& s) { return s.max_step() >= 0 ? s.min_step() + 1 : 0; }
+
+int64_t TotalSteps(const v1::JobStatus& s) {
+  int64_t total = 0;
+  for (const v1::NodeStatus& n : s.nodes()) {
+    for (const v1::RankHealth& r : n.ranks()) {
+      if (r.state() == v1::RANK_STATE_RUNNING) total = std::max(total, r.total_steps());
+    }
+  }
+  return total;
+}
+
+void EtaEstimator::Observe(const v1::JobStatus& s, absl::Time now) {
+  if (s.phase() != v1::JOB_PHASE_RUNNING || s.max_step() < 0) return;
+  const int64_t done = StepsDone(s);
+  // A new generation resumes from a checkpoint: its first steps re-do work, and the gap
+  // before them is recovery, not step time.
+  if (s.generation() != generation_ || (!samples_.empty() && done < samples_.back().done)) {
+    samples_.clear();
+    generation_ = s.generation();
+  }
+  total_ = TotalSteps(s);
+  samples_.push_back({now, done});
+  while (samples_.size() > 2 && now - samples_[1].at >= window_) samples_.pop_front();
+}
+
+std::optional<absl::Duration> EtaEstimator::Remaining() const {
+  if (samples_.size() < 2 || total_ <= 0) return std::nullopt;
+  const Sample& a = samples_.front();
+  const Sample& b = samples_.back();
+  const int64_t steps = b.done - a.done;
+  if (steps <= 0 || b.at - a.at < absl::Seconds(2)) return std::nullopt;
+  const int64_t left = std::max<int64_t>(0, total_ - b.done);
+  return (b.at - a.at) * (static_cast<double>(left) / static_cast<double>(steps));
+}
+
+std::string StatusLine(const v1::JobStatus& s, absl::Duration elapsed,
+                       std::optional<absl::Duration> eta) {
   std::string line = absl::StrCat("gen ", s.generation(), " | ", PhaseName(s.phase()));
   const int nodes = s.nodes_size();
   absl::StrAppend(&line, " | nodes ", s.nodes_alive(), "/", nodes > 0 ? nodes : s.nodes_joined());
@@ -64,9 +102,13 @@ std::string StatusLine(const v1::JobStatus& s, absl::Duration elapsed) {
       tokens += r.tokens_per_s();
     }
   }
-  if (s.phase() == v1::JOB_PHASE_RUNNING && s.max_step() >= 0) absl::StrAppend(&line, " | step ", s.min_step());
+  if (s.phase() == v1::JOB_PHASE_RUNNING && s.max_step() >= 0) {
+    absl::StrAppend(&line, " | step ", StepsDone(s));
+    if (const int64_t total = TotalSteps(s); total > 0) absl::StrAppend(&line, "/", total);
+  }
   if (losses > 0) absl::StrAppend(&line, absl::StrFormat(" | loss %.3f", loss_sum / losses));
   if (tokens > 0) absl::StrAppend(&line, " | ", Rate(tokens));
+  if (eta.has_value()) absl::StrAppend(&line, " | ETA ", Elapsed(*eta));
   absl::StrAppend(&line, " | restarts ", s.restarts(), "/", s.max_restarts(), " | ", Elapsed(elapsed));
   return line;
 }

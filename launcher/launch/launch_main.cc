@@ -278,6 +278,7 @@ int LaunchMain(int argc, char** argv) {
   absl::Time give_up = absl::InfiniteFuture();      // then the agents are stopped by us
   bool agents_stopped = false;
   v1::JobStatus last;
+  EtaEstimator eta;  // the status line's time left, from the recent step rate
   while (running > 0) {
     pollfd fds[2] = {{sig_fd, POLLIN, 0}, {inbox.fd(), POLLIN, 0}};
     const int n = poll(fds, 2, 1000);
@@ -356,7 +357,8 @@ int LaunchMain(int argc, char** argv) {
         server ? absl::StatusOr<v1::JobStatus>(server->Status()) : (*client)->GetJobStatus();
     if (st.ok()) {
       last = *st;
-      console.Status(StatusLine(last, absl::Now() - start));
+      eta.Observe(last, absl::Now());
+      console.Status(StatusLine(last, absl::Now() - start, eta.Remaining()));
       if (Terminal(last.phase()) && !ended) {
         ended = true;
         give_up = std::min(give_up, absl::Now() + kAgentExitGrace);

@@ -108,12 +108,13 @@ TEST(RankStatusFileTest, RoundTripAndTolerance) {
   const std::string path = RankStatusPath(dir.path(), 2, 5);
   EXPECT_EQ(path, dir.path() + "/status/gen2/rank5.json");
   EXPECT_FALSE(ReadRankStatus(path).has_value());
-  ASSERT_TRUE(WriteRankStatus(path, {.step = 12, .loss = 2.5f, .tokens_per_s = 1000.5,
+  ASSERT_TRUE(WriteRankStatus(path, {.step = 12, .total_steps = 1500, .loss = 2.5f, .tokens_per_s = 1000.5,
                                      .collective_seq = 40, .collective = "all_reduce"})
                   .ok());
   auto r = ReadRankStatus(path);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->step, 12);
+  EXPECT_EQ(r->total_steps, 1500);
   EXPECT_FLOAT_EQ(r->loss, 2.5f);
   EXPECT_DOUBLE_EQ(r->tokens_per_s, 1000.5);
   EXPECT_EQ(r->collective_seq, 40);

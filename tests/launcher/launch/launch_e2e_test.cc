@@ -182,6 +182,13 @@ TEST_F(LaunchTest, KilledWorkerRestartsTheGroupAndTheRestartIsReported) {
   EXPECT_THAT(status, HasSubstr("generation 2, restarts 1/3"));
   EXPECT_THAT(status, HasSubstr("killed by signal 9"));
   EXPECT_THAT(status, HasSubstr("rank 3"));
+  // The new generation's workers ran their 3 steps and hold: status counts them against
+  // the total the workers report (it reaches the coordinator within a heartbeat or two).
+  EXPECT_TRUE(WaitUntil([&] {
+    status.clear();
+    return RunLaunch({"status", manifest}, dir_ / "st", &status) == 0 &&
+           status.find("steps done 3..3 of 3") != std::string::npos;
+  })) << status;
   // ...and in the workers' environment.
   EXPECT_EQ(WorkerEnv(2, 0)["TORCHELASTIC_RESTART_COUNT"], "1");
   std::ofstream(release) << "go";

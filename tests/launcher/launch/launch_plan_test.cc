@@ -122,8 +122,70 @@ v1::JobStatus RunningStatus() {
 
 TEST(JobViewTest, StatusLine) {
   EXPECT_EQ(StatusLine(RunningStatus(), absl::Seconds(83)),
-            "gen 2 | running | nodes 2/2 | ranks 4 | step 140 | loss 2.500 | 12.0k tok/s | "
+            "gen 2 | running | nodes 2/2 | ranks 4 | step 141 | loss 2.500 | 12.0k tok/s | "
             "restarts 1/3 | 1m23s");
+}
+
+// A job whose ranks report what they train to: the line shows step done/total and the ETA.
+v1::JobStatus WithTotal(v1::JobStatus s, int64_t total) {
+  for (v1::NodeStatus& n : *s.mutable_nodes()) {
+    for (v1::RankHealth& r : *n.mutable_ranks()) r.set_total_steps(total);
+  }
+  return s;
+}
+
+v1::JobStatus AtStep(v1::JobStatus s, int64_t generation, int64_t min_step) {
+  s.set_generation(generation);
+  s.set_phase(v1::JOB_PHASE_RUNNING);
+  s.set_min_step(min_step);
+  s.set_max_step(min_step + 1);
+  return s;
+}
+
+TEST(JobViewTest, StatusLineShowsTotalAndEta) {
+  EXPECT_EQ(StatusLine(WithTotal(RunningStatus(), 1500), absl::Seconds(83), absl::Seconds(250)),
+            "gen 2 | running | nodes 2/2 | ranks 4 | step 141/1500 | loss 2.500 | 12.0k tok/s | "
+            "ETA 4m10s | restarts 1/3 | 1m23s");
+}
+
+TEST(JobViewTest, EtaFollowsTheRecentStepRate) {
+  const v1::JobStatus job = WithTotal(RunningStatus(), 1000);
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  EtaEstimator eta(absl::Seconds(60));
+  EXPECT_FALSE(eta.Remaining().has_value()) << "no samples yet";
+  eta.Observe(AtStep(job, 2, 99), t0);  // 100 steps done
+  EXPECT_FALSE(eta.Remaining().has_value()) << "one sample has no rate";
+  eta.Observe(AtStep(job, 2, 109), t0 + absl::Seconds(1));
+  EXPECT_FALSE(eta.Remaining().has_value()) << "1 s is too short to trust";
+  eta.Observe(AtStep(job, 2, 119), t0 + absl::Seconds(2));
+  // 20 steps in 2 s: 880 left take 88 s.
+  ASSERT_TRUE(eta.Remaining().has_value());
+  EXPECT_EQ(*eta.Remaining(), absl::Seconds(88));
+  // The rate is the recent one: after 2 minutes at 5 steps/s, the old 10 steps/s is gone.
+  for (int i = 1; i <= 120; ++i) eta.Observe(AtStep(job, 2, 119 + 5 * i), t0 + absl::Seconds(2 + i));
+  ASSERT_TRUE(eta.Remaining().has_value());
+  EXPECT_EQ(*eta.Remaining(), absl::Seconds((1000 - 720) / 5));
+}
+
+TEST(JobViewTest, EtaRestartsItsMeasurementAfterARestart) {
+  const v1::JobStatus job = WithTotal(RunningStatus(), 1000);
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  EtaEstimator eta;
+  eta.Observe(AtStep(job, 2, 199), t0);
+  eta.Observe(AtStep(job, 2, 299), t0 + absl::Seconds(10));
+  ASSERT_TRUE(eta.Remaining().has_value());
+  // Generation 3 resumed from the checkpoint at step 250, 30 s later: the recovery gap is
+  // not step time, so there is no estimate until the new generation has its own rate.
+  eta.Observe(AtStep(job, 3, 249), t0 + absl::Seconds(40));
+  EXPECT_FALSE(eta.Remaining().has_value());
+  eta.Observe(AtStep(job, 3, 269), t0 + absl::Seconds(42));
+  ASSERT_TRUE(eta.Remaining().has_value());
+  EXPECT_EQ(*eta.Remaining(), absl::Seconds(73));  // 730 left at 10 steps/s
+  // Without a total there is nothing to estimate.
+  EtaEstimator no_total;
+  no_total.Observe(AtStep(RunningStatus(), 2, 10), t0);
+  no_total.Observe(AtStep(RunningStatus(), 2, 50), t0 + absl::Seconds(5));
+  EXPECT_FALSE(no_total.Remaining().has_value());
 }
 
 TEST(JobViewTest, FailureSummaryNamesNodeRankCauseAndLastLines) {

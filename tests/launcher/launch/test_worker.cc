@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
   }
   const std::string status = Env("COLOSSUS_STATUS_FILE");
   for (int s = 0; s < steps; ++s) {
-    colossus::launcher::WriteRankStatus(status, {.step = s, .loss = 5.0f / (s + 1), .tokens_per_s = 100.0})
+    colossus::launcher::WriteRankStatus(status, {.step = s, .total_steps = steps, .loss = 5.0f / (s + 1), .tokens_per_s = 100.0})
         .IgnoreError();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -6,9 +6,10 @@
 // (R the global rank, G the generation: a restarted group never reads the old one's).
 //
 // Format: one JSON object, every field optional:
-//   {"step": 120, "loss": 2.31, "tokens_per_s": 5321.5,
+//   {"step": 120, "total_steps": 1500, "loss": 2.31, "tokens_per_s": 5321.5,
 //    "collective_seq": 4410, "collective": "all_reduce"}
 //   step            last optimizer step completed (>= 0 means the rank is RUNNING)
+//   total_steps     the step count the rank trains to (0 or absent: unknown)
 //   loss            the latest training loss
 //   tokens_per_s    the rank's (or the job's) recent throughput
 //   collective_seq  sequence number of the collective the rank is in or last finished
@@ -28,6 +29,7 @@ namespace colossus::launcher {
 
 struct RankStatusReport {
   int64_t step = -1;
+  int64_t total_steps = 0;
   float loss = 0.0f;
   double tokens_per_s = 0.0;
   int64_t collective_seq = 0;
