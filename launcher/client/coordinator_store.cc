@@ -3,7 +3,6 @@
 
 #include <utility>
 
-
 namespace colossus::launcher {
 
 CoordinatorStore::CoordinatorStore(std::shared_ptr<CoordinatorClient> client, v1::KeyScope scope)
@@ -21,6 +20,12 @@ absl::Status CoordinatorStore::Wait(const std::vector<std::string>& keys, absl::
   // The contract: an empty list returns at once (no round trip needed for that).
   if (keys.empty()) return absl::OkStatus();
   return client_->StoreWait(keys, timeout, scope_).status();
+}
+
+absl::StatusOr<std::vector<std::string>> CoordinatorStore::WaitGet(
+    const std::vector<std::string>& keys, absl::Duration timeout) {
+  if (keys.empty()) return std::vector<std::string>();
+  return client_->StoreWait(keys, timeout, scope_);
 }
 
 absl::StatusOr<int64_t> CoordinatorStore::Add(std::string_view key, int64_t delta) {

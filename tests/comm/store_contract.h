@@ -85,6 +85,33 @@ TYPED_TEST_P(StoreContract, WaitTimesOutNamingOnlyTheMissingKeys) {
   EXPECT_EQ(*s->Get("here"), "v");
 }
 
+TYPED_TEST_P(StoreContract, WaitGetReturnsTheValuesInKeyOrderOnceAllExist) {
+  auto s = this->factory_.Fresh();
+  ASSERT_TRUE(s->Set("wg/b", "bee").ok());
+  auto other = this->factory_.Fresh();
+  std::thread setter([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(other->Set("wg/a", std::string("a\0z", 3)).ok());
+    ASSERT_TRUE(other->Add("wg/c", 7).ok());
+  });
+  absl::StatusOr<std::vector<std::string>> v =
+      s->WaitGet(std::vector<std::string>{"wg/c", "wg/a", "wg/b"}, absl::Seconds(10));
+  setter.join();
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_THAT(*v, ::testing::ElementsAre("7", std::string("a\0z", 3), "bee"));
+  // One key, and no keys at all.
+  EXPECT_EQ(*s->WaitGet("wg/b", absl::Seconds(1)), "bee");
+  absl::StatusOr<std::vector<std::string>> none = s->WaitGet(std::vector<std::string>{}, absl::Milliseconds(1));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  // A timeout names only the keys still missing, as Wait's does.
+  absl::StatusOr<std::vector<std::string>> late =
+      s->WaitGet(std::vector<std::string>{"wg/b", "wg/never"}, absl::Milliseconds(100));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_THAT(std::string(late.status().message()), ::testing::HasSubstr("wg/never"));
+  EXPECT_THAT(std::string(late.status().message()), ::testing::Not(::testing::HasSubstr("wg/b")));
+}
+
 TYPED_TEST_P(StoreContract, AddIsACounter) {
   auto s = this->factory_.Fresh();
   EXPECT_EQ(*s->Add("n", 5), 5);
@@ -169,7 +196,8 @@ TYPED_TEST_P(StoreContract, AWaitingThreadDoesNotBlockOtherCallsOnTheSameClient)
 
 REGISTER_TYPED_TEST_SUITE_P(StoreContract, SetGetOverwriteAndBinaryValues,
                             GetOfAbsentKeyIsNotFoundNamingTheKey, WaitReturnsOnceAllKeysExist,
-                            WaitTimesOutNamingOnlyTheMissingKeys, AddIsACounter, CompareSet,
+                            WaitTimesOutNamingOnlyTheMissingKeys,
+                            WaitGetReturnsTheValuesInKeyOrderOnceAllExist, AddIsACounter, CompareSet,
                             Delete, ConcurrentClientsCountExactly,
                             AWaitingThreadDoesNotBlockOtherCallsOnTheSameClient);
 

@@ -20,22 +20,32 @@ void GlooStoreAdapter::set(const std::string& key, const std::vector<char>& data
 }
 
 std::vector<char> GlooStoreAdapter::get(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = fetched_.find(key); it != fetched_.end()) {
+      std::vector<char> data(it->second.begin(), it->second.end());
+      fetched_.erase(it);
+      return data;
+    }
+  }
   absl::StatusOr<std::string> v = store_->WaitGet(key, wait_timeout_);
   if (!v.ok()) Throw(v.status());
   return std::vector<char>(v->begin(), v->end());
 }
 
-void GlooStoreAdapter::wait(const std::vector<std::string>& keys) {
-  absl::Status s = store_->Wait(keys, wait_timeout_);
-  if (!s.ok()) Throw(s);
+void GlooStoreAdapter::WaitAndKeep(const std::vector<std::string>& keys, absl::Duration timeout) {
+  absl::StatusOr<std::vector<std::string>> values = store_->WaitGet(keys, timeout);
+  if (!values.ok()) Throw(values.status());
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) fetched_[keys[i]] = std::move((*values)[i]);
 }
+
+void GlooStoreAdapter::wait(const std::vector<std::string>& keys) { WaitAndKeep(keys, wait_timeout_); }
 
 void GlooStoreAdapter::wait(const std::vector<std::string>& keys,
                             const std::chrono::milliseconds& timeout) {
   // Gloo passes its context timeout; never wait longer than we were told to.
-  const absl::Duration t = std::min(absl::FromChrono(timeout), wait_timeout_);
-  absl::Status s = store_->Wait(keys, t);
-  if (!s.ok()) Throw(s);
+  WaitAndKeep(keys, std::min(absl::FromChrono(timeout), wait_timeout_));
 }
 
 }  // namespace colossus::comm::internal

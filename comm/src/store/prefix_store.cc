@@ -28,6 +28,14 @@ absl::Status PrefixStore::Wait(const std::vector<std::string>& keys, absl::Durat
   return base_->Wait(full, timeout);
 }
 
+absl::StatusOr<std::vector<std::string>> PrefixStore::WaitGet(const std::vector<std::string>& keys,
+                                                              absl::Duration timeout) {
+  std::vector<std::string> full;
+  full.reserve(keys.size());
+  for (const auto& k : keys) full.push_back(Key(k));
+  return base_->WaitGet(full, timeout);
+}
+
 absl::StatusOr<int64_t> PrefixStore::Add(std::string_view key, int64_t delta) {
   return base_->Add(Key(key), delta);
 }

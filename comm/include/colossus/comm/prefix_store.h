@@ -25,6 +25,10 @@ class PrefixStore final : public Store {
   absl::Status Set(std::string_view key, std::string_view value) override;
   absl::StatusOr<std::string> Get(std::string_view key) override;
   absl::Status Wait(const std::vector<std::string>& keys, absl::Duration timeout) override;
+  // The base store's WaitGet (one round trip where it has one).
+  using Store::WaitGet;
+  absl::StatusOr<std::vector<std::string>> WaitGet(const std::vector<std::string>& keys,
+                                                   absl::Duration timeout) override;
   absl::StatusOr<int64_t> Add(std::string_view key, int64_t delta) override;
   absl::StatusOr<CompareSetResult> CompareSet(std::string_view key,
                                               std::optional<std::string_view> expected,

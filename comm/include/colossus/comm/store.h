@@ -66,7 +66,15 @@ class Store {
   // Removes key; returns whether it existed. Waiters on it keep waiting.
   virtual absl::StatusOr<bool> Delete(std::string_view key) = 0;
 
-  // Wait({key}, timeout) then Get(key).
+  // Blocks until every key exists, then returns their values in the order of `keys`:
+  // what a rendezvous wants (an NCCL id, a peer's address) in one call where the store
+  // can answer a wait with values (CoordinatorStore: one StoreWait, not a StoreWait and
+  // a StoreGet per rank). Errors as Wait's, then Get's. The default is Wait then a Get
+  // per key. Overriders add `using comm::Store::WaitGet;` to keep the one-key form.
+  virtual absl::StatusOr<std::vector<std::string>> WaitGet(const std::vector<std::string>& keys,
+                                                           absl::Duration timeout);
+
+  // WaitGet of one key.
   absl::StatusOr<std::string> WaitGet(std::string_view key, absl::Duration timeout);
 };
 

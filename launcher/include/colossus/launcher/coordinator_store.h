@@ -37,6 +37,10 @@ class CoordinatorStore final : public comm::Store {
   absl::Status Set(std::string_view key, std::string_view value) override;
   absl::StatusOr<std::string> Get(std::string_view key) override;
   absl::Status Wait(const std::vector<std::string>& keys, absl::Duration timeout) override;
+  // One StoreWait (it returns the values), not a wait and a Get per key.
+  using comm::Store::WaitGet;
+  absl::StatusOr<std::vector<std::string>> WaitGet(const std::vector<std::string>& keys,
+                                                   absl::Duration timeout) override;
   absl::StatusOr<int64_t> Add(std::string_view key, int64_t delta) override;
   absl::StatusOr<comm::CompareSetResult> CompareSet(std::string_view key,
                                                     std::optional<std::string_view> expected,
