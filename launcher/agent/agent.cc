@@ -4,11 +4,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
+#include <functional>
 #include <mutex>
 #include <random>
 
@@ -19,6 +22,7 @@
 #include "colossus/check.h"
 #include "colossus/launcher/exit_codes.h"
 #include "colossus/launcher/status_file.h"
+#include "colossus/launcher/store_relay.h"
 #include "colossus/launcher/worker_env.h"
 
 namespace colossus::launcher {
@@ -53,6 +57,27 @@ absl::StatusOr<int> PickFreePort() {
   return static_cast<int>(ntohs(addr.sin_port));
 }
 
+// Where the node's store relay listens: <run_dir>/relay/<node>.sock in a 0700 directory,
+// or, when that path is too long for a unix socket (107 bytes), a short one under the
+// temp directory.
+absl::StatusOr<std::string> RelaySocketPath(const std::string& run_dir, const std::string& node) {
+  constexpr size_t kMaxPath = 107;
+  std::error_code ec;
+  std::string dir = (std::filesystem::absolute(run_dir.empty() ? "." : run_dir, ec) / "relay").string();
+  std::string path = absl::StrCat(dir, "/", node, ".sock");
+  if (path.size() > kMaxPath) {
+    dir = (std::filesystem::temp_directory_path(ec) / absl::StrCat("colossus-relay-", getuid())).string();
+    path = absl::StrCat(dir, "/", absl::Hex(std::hash<std::string>{}(run_dir + "\n" + node)), "-",
+                        getpid(), ".sock");
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create '", dir, "': ", ec.message()));
+  if (chmod(dir.c_str(), 0700) != 0) {
+    return absl::InternalError(absl::StrCat("chmod 0700 '", dir, "': ", strerror(errno)));
+  }
+  return path;
+}
+
 v1::RankState ExitState(const WorkerExit& e) {
   if (e.after_stop) return v1::RANK_STATE_STOPPED;
   return e.success() ? v1::RANK_STATE_SUCCEEDED : v1::RANK_STATE_FAILED;
@@ -83,9 +108,11 @@ class NodeAgent::Impl {
     // The supervisor and the stream call back into this object: end them first.
     supervisor_.reset();
     stream_.reset();
+    relay_.reset();
   }
 
   int Run() {
+    StartRelay();
     Apply(core_.Begin(absl::Now()));
     while (core_.state() != AgentCore::State::kDone) {
       std::optional<Event> event;
@@ -112,6 +139,7 @@ class NodeAgent::Impl {
     }
     supervisor_.reset();
     stream_.reset();
+    relay_.reset();
     {
       std::lock_guard lock(mu_);
       exit_message_ = core_.exit_message();
@@ -304,6 +332,32 @@ class NodeAgent::Impl {
                          absl::Milliseconds(joined_.node_timeout_ms()), absl::Now()));
   }
 
+  // The node's store relay (store_relay.h): the workers' store calls go through it, so
+  // that the coordinator holds one StoreWait per node. It lives as long as the agent's
+  // run (workers of every generation use it: requests carry their own generation). If it
+  // cannot start, the workers talk to the coordinator directly, as before.
+  void StartRelay() {
+    absl::StatusOr<std::string> path = RelaySocketPath(options_.run_dir, options_.identity.node_id);
+    absl::StatusOr<std::unique_ptr<StoreRelay>> relay = absl::UnknownError("no socket path");
+    if (!path.ok()) {
+      relay = path.status();
+    } else {
+      StoreRelayOptions ro;
+      ro.socket_path = *path;
+      ro.upstream = client_->channel();
+      ro.token = options_.client.token;
+      ro.call_timeout = options_.client.call_timeout;
+      relay = StoreRelay::Start(std::move(ro));
+    }
+    if (!relay.ok()) {
+      Log(absl::StrCat("store relay not started (", relay.status().ToString(),
+                       "): the workers use the coordinator's store directly"));
+      return;
+    }
+    relay_ = *std::move(relay);
+    Log(absl::StrCat("store relay for the workers at ", relay_->target()));
+  }
+
   absl::StatusOr<int> MasterPort() {
     if (options_.master_port > 0) return options_.master_port;
     if (joined_.assignment().node_rank() == 0) {
@@ -366,6 +420,7 @@ class NodeAgent::Impl {
       in.node_id = options_.identity.node_id;
       in.status_file = RankStatusPath(options_.run_dir, g, in.rank);
       in.gpu_index = options_.identity.gpus.empty() ? -1 : options_.identity.gpus[local];
+      in.store = relay_ != nullptr ? relay_->target() : "";
       in.omp_threads_set = omp_set;
       status_paths_.push_back(in.status_file);
       WorkerProcessSpec spec;
@@ -502,6 +557,7 @@ class NodeAgent::Impl {
   int64_t supervisor_serial_ = 0;
   std::unique_ptr<HealthStream> stream_;
   int64_t stream_serial_ = 0;
+  std::unique_ptr<StoreRelay> relay_;  // null when it could not start
   absl::Status spawn_error_;
   std::vector<std::string> status_paths_;
   int exit_code_ = kExitJobFailed;

@@ -26,6 +26,7 @@ std::vector<std::pair<std::string, std::string>> WorkerEnvironment(const WorkerE
       {"COLOSSUS_NODE_ID", in.node_id},
       {"COLOSSUS_STATUS_FILE", in.status_file},
   };
+  if (!in.store.empty()) env.emplace_back("COLOSSUS_STORE", in.store);
   if (in.gpu_index >= 0) env.emplace_back("CUDA_VISIBLE_DEVICES", to_string(in.gpu_index));
   if (in.local_world_size > 1 && !in.omp_threads_set) env.emplace_back("OMP_NUM_THREADS", "1");
   return env;

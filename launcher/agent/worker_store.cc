@@ -38,9 +38,20 @@ absl::StatusOr<std::shared_ptr<comm::Store>> CoordinatorStoreFromEnvironment(con
   }
   CoordinatorClientOptions options;
   options.channel.target = *target;
-  options.channel.tls.ca_cert_file = env("COLOSSUS_TLS_CA").value_or("");
-  options.channel.tls.client_cert_file = env("COLOSSUS_TLS_CERT").value_or("");
-  options.channel.tls.client_key_file = env("COLOSSUS_TLS_KEY").value_or("");
+  if (std::optional<std::string> relay = env("COLOSSUS_STORE"); relay.has_value() && !relay->empty()) {
+    // The node agent's relay (store_relay.h): a local socket, plaintext (the token still
+    // travels and is checked there and at the coordinator). It retries the coordinator
+    // itself, so a relay that cannot be reached means the agent is gone: fail with that
+    // within a minute instead of retrying for a whole wait's timeout.
+    options.channel.target = *relay;
+    options.peer_name = absl::StrCat("store relay ", *relay, " (the node agent's; coordinator ",
+                                      *target, ")");
+    options.retry.held_max_elapsed = absl::Seconds(60);
+  } else {
+    options.channel.tls.ca_cert_file = env("COLOSSUS_TLS_CA").value_or("");
+    options.channel.tls.client_cert_file = env("COLOSSUS_TLS_CERT").value_or("");
+    options.channel.tls.client_key_file = env("COLOSSUS_TLS_KEY").value_or("");
+  }
   options.token = token;
   options.job_id = *job;
   options.initial_generation = generation;

@@ -68,6 +68,8 @@ absl::Status FromGrpc(const grpc::Status& s) {
 CoordinatorClient::CoordinatorClient(CoordinatorClientOptions options,
                                      std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
+      peer_(options_.peer_name.empty() ? absl::StrCat("coordinator ", options_.channel.target)
+                                       : options_.peer_name),
       channel_(std::move(channel)),
       stubs_(new Stubs{v1::Coordinator::NewStub(channel_)}),
       generation_(options_.initial_generation) {}
@@ -109,7 +111,7 @@ absl::StatusOr<std::unique_ptr<grpc::ClientContext>> CoordinatorClient::NewConte
   context->set_wait_for_ready(wait_for_ready);
   std::lock_guard<std::mutex> lock(mu_);
   if (shut_down_) {
-    return absl::CancelledError(absl::StrCat("coordinator ", target(), ": client shut down"));
+    return absl::CancelledError(absl::StrCat(peer(), ": client shut down"));
   }
   active_.insert(context.get());
   return context;
@@ -126,7 +128,7 @@ absl::Status CoordinatorClient::Translate(const Rpc& rpc, int grpc_code,
                                           const std::string& message) const {
   const std::string call = rpc.what.empty() ? rpc.name : absl::StrCat(rpc.name, " ", rpc.what);
   return absl::Status(static_cast<absl::StatusCode>(grpc_code),
-                      absl::StrCat("coordinator ", target(), ": ", call, ": ", message));
+                      absl::StrCat(peer(), ": ", call, ": ", message));
 }
 
 absl::Status CoordinatorClient::Invoke(
@@ -135,9 +137,11 @@ absl::Status CoordinatorClient::Invoke(
   const absl::Time first = absl::Now();
   // A held call retries within its own hold (a Wait for 30 s keeps trying for 30 s); any
   // other retried call for retry.max_elapsed.
-  const absl::Time last_start = !rpc.retry                            ? first
-                                : rpc.hold_until != absl::InfinitePast() ? rpc.hold_until
-                                                                      : first + options_.retry.max_elapsed;
+  const absl::Time last_start =
+      !rpc.retry ? first
+      : rpc.hold_until != absl::InfinitePast()
+          ? std::min(rpc.hold_until, first + options_.retry.held_max_elapsed)
+          : first + options_.retry.max_elapsed;
   for (int attempts = 1;; ++attempts) {
     const absl::Time deadline = std::max(absl::Now(), rpc.hold_until) + options_.call_timeout;
     // Held calls carry no gRPC deadline (it would cost the coordinator a timer per held
@@ -159,20 +163,20 @@ absl::Status CoordinatorClient::Invoke(
       std::lock_guard<std::mutex> lock(mu_);
       if (shut_down_) {
         return absl::CancelledError(
-            absl::StrCat("coordinator ", target(), ": ", call, ": cancelled by Shutdown"));
+            absl::StrCat(peer(), ": ", call, ": cancelled by Shutdown"));
       }
     }
     if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() >= deadline) {
       // Our own deadline, not the coordinator's answer. A wait_for_ready call that never
       // got a connection is an unreachable coordinator, not a slow one.
       if (rpc.wait_for_ready && channel_->GetState(false) != GRPC_CHANNEL_READY) {
-        return absl::UnavailableError(absl::StrCat("coordinator ", target(), " unreachable after ",
+        return absl::UnavailableError(absl::StrCat(peer(), " unreachable after ",
                                                    attempts, " attempts (", call,
                                                    ": no connection within ",
                                                    absl::FormatDuration(deadline - first), ")"));
       }
       return absl::DeadlineExceededError(absl::StrCat(
-          "coordinator ", target(), ": ", call, ": no answer within ",
+          peer(), ": ", call, ": no answer within ",
           absl::FormatDuration(deadline - first), rpc.timeout_detail, " (", s.message(), ")"));
     }
     if (s.code() != absl::StatusCode::kUnavailable) {
@@ -180,7 +184,7 @@ absl::Status CoordinatorClient::Invoke(
     }
     const absl::Duration wait = client_internal::Backoff(options_.retry, attempts - 1);
     if (!rpc.retry || absl::Now() + wait > last_start) {
-      return absl::UnavailableError(absl::StrCat("coordinator ", target(), " unreachable after ",
+      return absl::UnavailableError(absl::StrCat(peer(), " unreachable after ",
                                                  attempts, attempts == 1 ? " attempt" : " attempts",
                                                  " (", call, ": ", s.message(), ")"));
     }
@@ -188,7 +192,7 @@ absl::Status CoordinatorClient::Invoke(
     shutdown_cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), [&] { return shut_down_; });
     if (shut_down_) {
       return absl::CancelledError(
-          absl::StrCat("coordinator ", target(), ": ", call, ": cancelled by Shutdown"));
+          absl::StrCat(peer(), ": ", call, ": cancelled by Shutdown"));
     }
   }
 }
@@ -276,7 +280,7 @@ absl::StatusOr<std::vector<std::string>> CoordinatorClient::StoreWait(
   });
   if (!s.ok()) return s;
   if (static_cast<size_t>(response.values_size()) != keys.size()) {
-    return absl::InternalError(absl::StrCat("coordinator ", target(), ": StoreWait ", rpc.what,
+    return absl::InternalError(absl::StrCat(peer(), ": StoreWait ", rpc.what,
                                             ": ", response.values_size(), " values for ",
                                             keys.size(), " keys"));
   }

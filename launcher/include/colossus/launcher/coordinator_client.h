@@ -89,6 +89,11 @@ struct RetryPolicy {
   // No new attempt starts later than this after the first one. Held calls (StoreWait)
   // retry until their own timeout instead. Zero: a single attempt.
   absl::Duration max_elapsed = absl::Seconds(60);
+  // Held calls stop retrying at their hold's end or this long after the first attempt,
+  // whichever comes first. Workers talking to their node's store relay bound it: the
+  // relay retries the coordinator itself, so an unreachable relay means its agent is
+  // gone, and a long wait should fail with that instead of retrying for its whole hold.
+  absl::Duration held_max_elapsed = absl::InfiniteDuration();
 };
 
 // How the client's channel is built (also used by MakeCoordinatorChannel).
@@ -111,6 +116,9 @@ struct CoordinatorClientOptions {
   CoordinatorChannelOptions channel;
   std::string token;   // the job's secret, sent as metadata "x-colossus-token"
   std::string job_id;  // must match the coordinator's job
+  // How error messages name the server; empty: "coordinator <target>". A worker's client
+  // of its node's store relay (store_relay.h) says "store relay unix:<path>".
+  std::string peer_name;
   int64_t initial_generation = 0;
   // Deadline of a non-held call, and the grace added to a held call's own timeout.
   absl::Duration call_timeout = absl::Seconds(30);
@@ -142,6 +150,8 @@ class CoordinatorClient {
   CoordinatorClient& operator=(const CoordinatorClient&) = delete;
 
   const std::string& target() const { return options_.channel.target; }
+  // "coordinator HOST:PORT", or options.peer_name: how messages name the server.
+  const std::string& peer() const { return peer_; }
   const std::string& job_id() const { return options_.job_id; }
   const CoordinatorClientOptions& options() const { return options_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
@@ -224,6 +234,7 @@ class CoordinatorClient {
   absl::Status Translate(const Rpc& rpc, int grpc_code, const std::string& message) const;
 
   const CoordinatorClientOptions options_;
+  const std::string peer_;
   const std::shared_ptr<grpc::Channel> channel_;
   struct Stubs;
   const std::unique_ptr<Stubs> stubs_;

@@ -17,6 +17,8 @@
 //   COLOSSUS_RUN_DIR                 the job's run directory
 //   COLOSSUS_NODE_ID                 the node's id in the job
 //   COLOSSUS_STATUS_FILE             where the worker may write its status (status_file.h)
+//   COLOSSUS_STORE                   the node's store relay, "unix:<path>" (store_relay.h),
+//                                    only when the agent runs one
 //   CUDA_VISIBLE_DEVICES             the worker's GPU index, only where the node has GPUs
 //   OMP_NUM_THREADS                  1 when several workers share a node and the base
 //                                    environment does not set it (as torchrun does: N
@@ -48,6 +50,8 @@ struct WorkerEnvInputs {
   std::string run_dir;
   std::string node_id;
   std::string status_file;
+  // The store relay's target for COLOSSUS_STORE; empty: not set.
+  std::string store;
   // GPU index for CUDA_VISIBLE_DEVICES; -1: the node has no GPUs (variable not set).
   int gpu_index = -1;
   // Whether the worker's base environment already sets OMP_NUM_THREADS.

@@ -5,6 +5,10 @@
 //   COLOSSUS_COORDINATOR  host:port        COLOSSUS_JOB_ID       the job
 //   COLOSSUS_TOKEN_FILE   the token's file COLOSSUS_GENERATION   the worker's generation
 //   COLOSSUS_TLS_CA / COLOSSUS_TLS_CERT / COLOSSUS_TLS_KEY  optional TLS files
+//   COLOSSUS_STORE        optional: the node agent's store relay ("unix:<path>",
+//                         store_relay.h); when set the store's calls go there (one
+//                         upstream StoreWait per node) and COLOSSUS_COORDINATOR is only
+//                         named in messages
 //
 // A trainer links it with one line in main() (runtime/ cannot depend on launcher/):
 //   colossus::parallel::SetCoordinatorStoreFactory(
