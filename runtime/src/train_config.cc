@@ -158,11 +158,6 @@ absl::Status TrainConfig::Validate() const {
   if (tensor_parallel < 1) {
     return bad(absl::StrFormat("parallel.tensor_parallel = %d: must be >= 1", tensor_parallel));
   }
-  if (tensor_parallel > 1 && zero != 0) {
-    return bad(absl::StrFormat("parallel.zero = %d with parallel.tensor_parallel = %d: ZeRO-1 "
-                               "over a tensor-parallel model is not supported yet", zero,
-                               tensor_parallel));
-  }
   if (log_every <= 0) return bad(absl::StrFormat("output.log_every = %d: must be >= 1", log_every));
   if (checkpoint_every < 0) {
     return bad(absl::StrFormat("checkpoint.interval_steps = %d: must be >= 0 (0: only after "

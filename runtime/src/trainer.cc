@@ -134,12 +134,6 @@ absl::Status Trainer::Init() {
         group_->rank(), comm::BackendName(group_->backend()), backend_->Describe(),
         comm::BackendName(comm_backend)));
   }
-  if (c.tensor_parallel > 1 && !c.checkpoint_dir.empty()) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "checkpoint.dir = %s with parallel.tensor_parallel = %d: checkpoints of a "
-        "tensor-parallel model are not implemented yet (unset checkpoint.dir, or use tp 1)",
-        c.checkpoint_dir, c.tensor_parallel));
-  }
   if (c.tensor_parallel > 1) {
     if (group_ == nullptr) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -158,8 +152,12 @@ absl::Status Trainer::Init() {
   dpo.zero = c.zero == 1;
   dpo.bucket_bytes = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(c.bucket_mb) * (1 << 20)));
   dpo.overlap = c.overlap == 1;
+  // Under tensor parallelism the full model is a gather target only; ZeRO pads the TP
+  // shard's buffers instead.
   auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len,
-                           parallel::DataParallel::FlatMultiple(dpo, ranks()));
+                           c.tensor_parallel > 1
+                               ? 1
+                               : parallel::DataParallel::FlatMultiple(dpo, ranks()));
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
   // Every rank draws the same weights from the seed, so the replicas start identical
@@ -170,12 +168,14 @@ absl::Status Trainer::Init() {
   if (c.tensor_parallel > 1) {
     // model_ keeps the full weights (the same on every rank from the seed); each rank
     // trains its shard of them and gathers them back for validation, samples and saving.
+    // With ZeRO-1 the shard's flat buffers split evenly over the DP group.
     auto tp = parallel::TensorParallelGPT::Create(c.model, backend_.get(), tp_groups_.tp.get(),
-                                                  c.batch_size, c.seq_len);
+                                                  c.batch_size, c.seq_len,
+                                                  dpo.zero ? dp_size() : 1);
     if (!tp.ok()) return tp.status();
     tp_model_ = *std::move(tp);
     if (absl::Status s = tp_model_->LoadFrom(*model_); !s.ok()) return s;
-    auto opt = parallel::TpAdamW::Create(oc, tp_model_.get(), tp_groups_.dp.get());
+    auto opt = parallel::TpAdamW::Create(oc, tp_model_.get(), tp_groups_.dp.get(), dpo.zero);
     if (!opt.ok()) return opt.status();
     tp_optimizer_ = *std::move(opt);
   } else if (group_ != nullptr) {
@@ -272,162 +272,6 @@ absl::Status Trainer::Barrier() {
   return group_->world().Barrier().Wait();
 }
 
-checkpoint::HeldState Trainer::Held() const {
-  checkpoint::HeldState held;
-  const kernels::View flat = model_->flat_params();
-  held.params = static_cast<float*>(flat.data);
-  if (dp_ != nullptr && dp_->zero() != nullptr) {
-    const parallel::ZeroAdamW* zero = dp_->zero();
-    held.first_moment = static_cast<float*>(zero->first_moment().data);
-    held.second_moment = static_cast<float*>(zero->second_moment().data);
-    held.moments_begin = zero->shard_begin();
-    held.moments_end = zero->shard_begin() + zero->shard_size();
-    return held;
-  }
-  const AdamW* adam = dp_ != nullptr ? dp_->adamw() : optimizer_.get();
-  held.first_moment = static_cast<float*>(adam->first_moment().data);
-  held.second_moment = static_cast<float*>(adam->second_moment().data);
-  held.moments_begin = 0;
-  held.moments_end = flat.numel;
-  return held;
-}
-
-absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summary) {
-  const TrainConfig& c = config_;
-  const std::string& dir = c.checkpoint_dir;
-  const int world = ranks();
-  checkpoint::RetentionPolicy retention;
-  retention.keep_last = c.checkpoint_keep;
-  OptimizerConfig oc = c.optimizer;
-  if (oc.total_steps == 0) oc.total_steps = c.steps;
-
-  // The coordinator is the authority on what is committed: a step it committed whose
-  // completing rank died before writing COMMIT.json is finished here, by one rank.
-  if (hooks_.latest_checkpoint) {
-    auto latest = hooks_.latest_checkpoint();
-    if (!latest.ok()) return latest.status();
-    const auto& [step, step_dir] = *latest;
-    if (rank() == 0 && step > 0 && !step_dir.empty() &&
-        !std::filesystem::exists(step_dir + "/" + checkpoint::kCommitFileName)) {
-      if (absl::Status s = checkpoint::CompleteCommitFromReports(step_dir, retention); !s.ok()) {
-        Say(absl::StrFormat("colossus: checkpoint step %d (%s) is committed by the coordinator "
-                            "but cannot be completed: %s", step, step_dir, s.message()));
-      } else {
-        Say(absl::StrFormat("colossus: completed the commit of step %d (%s) from its reports",
-                            step, step_dir));
-      }
-    }
-    if (absl::Status s = Barrier(); !s.ok()) return s;
-  }
-
-  const checkpoint::FlatLayout layout = checkpoint::FlatLayout::FromModel(*model_);
-  const checkpoint::HeldState held = Held();
-  checkpoint::LoadRequest request;
-  request.rank = rank();
-  request.pieces = checkpoint::PiecesToLoad(layout, held);
-  request.model = c.model;
-  request.optimizer = oc;
-  request.backend = backend_.get();
-  checkpoint::AgreeFn agree;
-  if (dp_ != nullptr) {
-    agree = [this, world](bool ok) -> absl::StatusOr<bool> {
-      auto sum = dp_->SumOverRanks(ok ? 1.0f : 0.0f);
-      if (!sum.ok()) return sum.status();
-      return static_cast<int>(*sum) == world;
-    };
-  }
-  absl::StatusOr<checkpoint::LoadOutcome> out = checkpoint::LoadLatestValid(dir, request, agree);
-  int64_t keep_through = 0;  // steps after this one are discarded before saving again
-  if (out.ok()) {
-    for (const checkpoint::SkippedStep& skipped : out->skipped) {
-      Say(absl::StrFormat("colossus: checkpoint step %d skipped: %s", skipped.step,
-                          skipped.why.message()));
-    }
-    model_->SyncComputeWeights();
-    *first_step = out->loaded.meta.step;
-    keep_through = *first_step;
-    summary->resumed_from = *first_step;
-    Say(absl::StrFormat("colossus: resumed from step %d (%s)", *first_step, out->loaded.step_dir));
-  } else if (absl::IsFailedPrecondition(out.status())) {
-    // This run's model or optimizer differs from what was saved: a user error, never a
-    // reason to fall back to an older step or to start over on top of it.
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "checkpoint.dir %s holds a checkpoint of another configuration: %s", dir,
-        out.status().message()));
-  } else if (absl::IsNotFound(out.status())) {
-    Say(absl::StrFormat("colossus: no committed checkpoint in %s: starting at step 0", dir));
-  } else if (absl::IsDataLoss(out.status())) {
-    Say(absl::StrFormat("colossus: no committed checkpoint in %s loads (%s): starting at step 0",
-                        dir, out.status().message()));
-  } else {
-    return out.status();
-  }
-  // Steps beyond the one resumed from (a corrupt newer one, an unfinished save) would
-  // collide with the saves this run makes: move them aside, on one rank.
-  if (rank() == 0 && std::filesystem::exists(dir)) {
-    if (absl::Status s = checkpoint::DiscardStepsAfter(dir, keep_through); !s.ok()) return s;
-  }
-  if (absl::Status s = Barrier(); !s.ok()) return s;
-
-  std::shared_ptr<checkpoint::ShardCommitter> committer;
-  if (hooks_.make_committer) {
-    committer = hooks_.make_committer(rank(), world, retention);
-  } else {
-    checkpoint::StoreCommitterOptions so;
-    so.rank = rank();
-    so.world = world;
-    so.retention = retention;
-    std::shared_ptr<comm::Store> store =
-        group_ != nullptr ? group_->store() : std::make_shared<comm::InMemoryStore>();
-    committer = std::make_shared<checkpoint::StoreShardCommitter>(std::move(store), so);
-  }
-  checkpoint::CheckpointWriterOptions wo;
-  wo.dir = dir;
-  wo.rank = rank();
-  wo.world = world;
-  wo.committer = std::move(committer);
-  auto writer = checkpoint::CheckpointWriter::Create(wo);
-  if (!writer.ok()) return writer.status();
-  writer_ = *std::move(writer);
-  return writer_->Reserve(
-      checkpoint::SourceBytes(checkpoint::PiecesToSave(layout, held, rank(), world)));
-}
-
-absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
-  const TrainConfig& c = config_;
-  checkpoint::SaveRequest req;
-  req.meta.step = done;
-  req.meta.numel = model_->num_parameters();
-  req.meta.data_position =
-      parallel::FirstSampleOf(done, 0, 0, dp_size(), c.batch_size, accum_);
-  req.meta.dp = dp_size();
-  req.meta.tp = 1;
-  req.meta.model = c.model;
-  req.meta.optimizer = c.optimizer;
-  if (req.meta.optimizer.total_steps == 0) req.meta.optimizer.total_steps = c.steps;
-  req.pieces = checkpoint::PiecesToSave(checkpoint::FlatLayout::FromModel(*model_), Held(),
-                                        rank(), ranks());
-  req.backend = backend_.get();
-  auto result = writer_->Save(req);
-  if (!result.ok()) return result.status();
-  ++summary->checkpoints_saved;
-  summary->max_checkpoint_stall_s =
-      std::max(summary->max_checkpoint_stall_s, result->stall_seconds());
-  if (!result->previous.ok()) {
-    // The previous committed step stays the latest; training matters more than one save.
-    Say(absl::StrFormat("colossus: checkpoint save failed, training goes on: %s",
-                        result->previous.message()));
-  }
-  if (log_) {
-    log_->Write(nlohmann::json({{"step", done - 1},
-                                {"checkpoint_step", done},
-                                {"checkpoint_stall_s", result->stall_seconds()},
-                                {"checkpoint_bytes", result->bytes}})
-                    .dump());
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   const TrainConfig& c = config_;
   const int B = c.batch_size, T = c.seq_len;
@@ -456,10 +300,11 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   if (tp_model_ != nullptr) {
     Say(absl::StrFormat(
         "colossus: tensor parallel %d x data parallel %d (%s): %d of %d parameters per rank, "
-        "optimizer state %.1f MiB per rank",
+        "optimizer state %.1f MiB per rank%s",
         c.tensor_parallel, dp, comm::BackendName(group_->backend()),
         tp_model_->num_local_parameters(), c.model.NumParameters(),
-        tp_optimizer_->state_bytes() / 1048576.0));
+        tp_optimizer_->state_bytes() / 1048576.0,
+        tp_optimizer_->zero() ? absl::StrFormat(" (ZeRO-1: 1/%d of the shard's)", dp) : ""));
   }
   Say(absl::StrFormat(
       "colossus: model %s | batch %d x %d tokens x %d accum x %d ranks = %d tokens/step | %d steps",

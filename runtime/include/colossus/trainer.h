@@ -32,10 +32,12 @@
 // Tensor parallelism (parallel.tensor_parallel = tp > 1): the ranks form a tp x dp layout
 // (parallel/tensor_parallel.h: SplitTpDp, Megatron order); each TP group trains one
 // TensorParallelGPT on the samples of its DP index (the split above with dp = ranks / tp,
-// rank = dp index), TpAdamW all-reduces the gradients over the DP group. model() is then
-// a full GPT that the TP shards are gathered into (collectively, on every rank) before
-// validation, text samples and the final save; validation runs on it whole on every
-// rank. ZeRO-1 and the bucketed/overlapped DP reducer are not used with tp > 1.
+// rank = dp index), TpAdamW all-reduces the gradients over the DP group, or with
+// parallel.zero = 1 reduce-scatters them and keeps 1/dp of the shard's moments per rank
+// (ZeRO-1 within each TP index's DP group). model() is then a full GPT that the TP
+// shards are gathered into (collectively, on every rank) before validation, text samples
+// and the final save; validation runs on it whole on every rank. The bucketed/overlapped
+// DP reducer is not used with tp > 1.
 //
 // Checkpoints (config.checkpoint_dir set; checkpoint/*.h). At the start of Run every
 // rank loads the newest committed step that every rank can read (corrupt steps are
@@ -51,7 +53,10 @@
 // training goes on; the previous committed step stays the latest. Committing goes
 // through a StoreShardCommitter on the group's store, or whatever
 // TrainerHooks::make_committer returns (the coordinator under colossus-launch).
-// Unimplemented with tensor_parallel > 1.
+// Every layout saves the canonical state of the whole model, each rank its own part
+// (parallel/tp_checkpoint.h under tensor parallelism: no gather), and records the
+// layout (dp x tp) in COMMIT.json; so a run resumes at another tp x dp, ZeRO or not,
+// from any checkpoint of the same model and optimizer, and colossus-export reads any.
 #pragma once
 
 #include <cstdint>
@@ -72,6 +77,7 @@
 #include "colossus/parallel/dist_env.h"
 #include "colossus/parallel/process_group.h"
 #include "colossus/parallel/tensor_parallel.h"
+#include "colossus/parallel/tp_checkpoint.h"
 #include "colossus/tokenizer.h"
 #include "colossus/train_config.h"
 
@@ -169,7 +175,12 @@ class Trainer {
   absl::Status SaveCheckpoint(int64_t done, TrainSummary* summary);
   // Collective over the data-parallel group (no-op in one process).
   absl::Status Barrier();
+  // What this rank holds (without / with tensor parallelism), and the canonical pieces
+  // it saves and loads (tensor parallelism: after SetUpCheckpoints made tp_checkpoint_).
   checkpoint::HeldState Held() const;
+  parallel::TpHeldState TpHeld() const;
+  std::vector<checkpoint::SourcePiece> PiecesToSave() const;
+  std::vector<checkpoint::DestPiece> PiecesToLoad() const;
 
   TrainConfig config_;
   // Set by Create before Init: the environment to join, or an injected group.
@@ -187,6 +198,7 @@ class Trainer {
   parallel::TpDpGroups tp_groups_;
   std::unique_ptr<parallel::TensorParallelGPT> tp_model_;
   std::unique_ptr<parallel::TpAdamW> tp_optimizer_;
+  std::unique_ptr<parallel::TpCheckpointLayout> tp_checkpoint_;  // with checkpoints only
   bool full_model_stale_ = false;  // tp_model_ stepped since model_ was gathered
   std::unique_ptr<DataLoader> train_;
   std::unique_ptr<DataLoader> val_;

@@ -76,10 +76,12 @@ absl::Status CommitStep(const std::string& step_dir, const std::vector<ShardRepo
                                                         " of ", s.num_shards, " does not fit ", d,
                                                         " shards (missing, repeated or foreign)"));
     }
-    if (r.meta.step != meta.step || r.meta.numel != meta.numel) {
+    if (r.meta.step != meta.step || r.meta.numel != meta.numel || r.meta.dp != meta.dp ||
+        r.meta.tp != meta.tp) {
       return absl::FailedPreconditionError(absl::StrCat(
           step_dir, ": rank ", s.rank, " reported step ", r.meta.step, " with ", r.meta.numel,
-          " elements, rank ", reports[0].shard.rank, " step ", meta.step, " with ", meta.numel));
+          " elements at dp ", r.meta.dp, " x tp ", r.meta.tp, ", rank ", reports[0].shard.rank,
+          " step ", meta.step, " with ", meta.numel, " at dp ", meta.dp, " x tp ", meta.tp));
     }
     seen[s.rank] = true;
     shards[s.rank] = s;

@@ -58,7 +58,12 @@ bool UnhexBytes(const std::string& hex, std::string* out) {
 Json PiecesJson(const std::vector<PieceRef>& pieces) {
   Json out = Json::array();
   for (const PieceRef& p : pieces) {
-    out.push_back({{"vector", StateVectorName(p.vector)}, {"offset", p.offset}, {"numel", p.numel}});
+    Json j = {{"vector", StateVectorName(p.vector)}, {"offset", p.offset}, {"numel", p.numel}};
+    if (IsStrided(p)) {
+      j["run"] = p.run;
+      j["stride"] = p.stride;
+    }
+    out.push_back(std::move(j));
   }
   return out;
 }
@@ -150,8 +155,14 @@ std::vector<PieceRef> ReadPieces(Reader& r, const Json& arr, const std::string& 
     }
     p.offset = r.Get<int64_t>(arr[i], "offset", at + ".offset");
     p.numel = r.Get<int64_t>(arr[i], "numel", at + ".numel");
-    if (r.ok() && (p.offset < 0 || p.numel < 0)) {
-      r.Fail(absl::StrCat("field ", at, ": negative offset or numel"));
+    if (r.ok() && arr[i].contains("run")) {
+      p.run = r.Get<int64_t>(arr[i], "run", at + ".run");
+      p.stride = r.Get<int64_t>(arr[i], "stride", at + ".stride");
+    }
+    if (r.ok()) {
+      if (const std::string bad = WellFormed(p); !bad.empty()) {
+        r.Fail(absl::StrCat("field ", at, ": ", bad));
+      }
     }
     out.push_back(p);
   }
@@ -290,7 +301,9 @@ absl::StatusOr<ShardReport> DecodeShardReport(const std::string& text, const std
 }
 
 std::string EncodeCommit(const CommitRecord& record) {
-  Json j = {{"format", "colossus-checkpoint"}, {"version", kFormatVersion}};
+  uint32_t version = kFormatVersion;
+  for (const ShardInfo& s : record.shards) version = std::max(version, FormatVersionOf(s.pieces));
+  Json j = {{"format", "colossus-checkpoint"}, {"version", version}};
   const Json meta = MetaJson(record.meta);
   for (auto it = meta.begin(); it != meta.end(); ++it) j[it.key()] = *it;
   j["num_shards"] = record.shards.size();
@@ -309,9 +322,10 @@ absl::StatusOr<CommitRecord> DecodeCommit(const std::string& text, const std::st
   Reader r;
   const std::string format = r.Get<std::string>(*j, "format", "format");
   const uint32_t version = r.Get<uint32_t>(*j, "version", "version");
-  if (r.ok() && (format != "colossus-checkpoint" || version != kFormatVersion)) {
+  if (r.ok() && (format != "colossus-checkpoint" || version < kFormatVersion ||
+                 version > kStridedFormatVersion)) {
     r.Fail(absl::StrCat("format \"", format, "\" version ", version, " is not colossus-checkpoint ",
-                        kFormatVersion));
+                        kFormatVersion, " or ", kStridedFormatVersion));
   }
   CommitRecord out;
   out.meta = ReadMeta(r, *j);
@@ -334,11 +348,17 @@ absl::StatusOr<CommitRecord> DecodeCommit(const std::string& text, const std::st
                                               " once each (found rank ", s.rank, " of ",
                                               s.num_shards, ")"));
     }
+    if (FormatVersionOf(s.pieces) > version) {
+      return absl::DataLossError(absl::StrCat(path, ": shard ", s.file,
+                                              " has strided pieces in a version ", version,
+                                              " commit"));
+    }
     for (const PieceRef& p : s.pieces) {
-      if (p.offset > out.meta.numel - p.numel) {  // both >= 0 (ReadPieces): no overflow
+      if (SpanEnd(p) > out.meta.numel) {  // well formed (ReadPieces): no overflow
         return absl::DataLossError(absl::StrCat(path, ": shard ", s.file, " piece ",
-                                                StateVectorName(p.vector), " [", p.offset, ", +",
-                                                p.numel, ") is outside [0, ", out.meta.numel, ")"));
+                                                StateVectorName(p.vector), " [", p.offset, ", ",
+                                                SpanEnd(p), ") is outside [0, ", out.meta.numel,
+                                                ")"));
       }
     }
   }
@@ -349,7 +369,11 @@ absl::Status CheckCoverage(const std::vector<ShardInfo>& shards, int64_t numel) 
   std::map<StateVector, std::vector<std::pair<int64_t, int64_t>>> runs;
   for (const ShardInfo& s : shards) {
     for (const PieceRef& p : s.pieces) {
-      if (p.numel > 0) runs[p.vector].push_back({p.offset, p.offset + p.numel});
+      const int64_t w = RunLength(p);
+      for (int64_t k = 0; k < RunCount(p); ++k) {
+        const int64_t a = p.offset + k * p.stride;
+        runs[p.vector].push_back({a, a + w});
+      }
     }
   }
   for (auto& [v, r] : runs) {
@@ -373,6 +397,13 @@ absl::Status CheckCoverage(const std::vector<ShardInfo>& shards, int64_t numel) 
     }
   }
   return absl::OkStatus();
+}
+
+uint32_t FormatVersionOf(const std::vector<PieceRef>& pieces) {
+  for (const PieceRef& p : pieces) {
+    if (IsStrided(p)) return kStridedFormatVersion;
+  }
+  return kFormatVersion;
 }
 
 int64_t PieceBytes(const std::vector<PieceRef>& pieces) {
@@ -401,7 +432,7 @@ std::string EncodeShardPrefix(const ShardHeader& h) {
   const int64_t data_offset = (used + kDataAlignment - 1) / kDataAlignment * kDataAlignment;
   std::string out(static_cast<size_t>(data_offset), '\0');
   std::memcpy(out.data(), kShardMagic, 8);
-  PutU32(out.data() + 8, kFormatVersion);
+  PutU32(out.data() + 8, FormatVersionOf(h.pieces));
   PutU32(out.data() + 12, static_cast<uint32_t>(text.size()));
   PutU64(out.data() + 16, XXH64(text.data(), text.size(), 0));
   std::memcpy(out.data() + kShardPrefixBytes, text.data(), text.size());

@@ -75,9 +75,11 @@ absl::StatusOr<std::unique_ptr<OpenShard>> OpenAndCheck(const std::string& step_
   if (std::memcmp(prefix, kShardMagic, 8) != 0) {
     return absl::DataLossError(absl::StrCat(path, ": not a checkpoint shard (bad magic)"));
   }
-  if (const uint32_t v = GetU32(prefix + 8); v != kFormatVersion) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": format version ", v, ", this build reads ", kFormatVersion));
+  const uint32_t version = GetU32(prefix + 8);
+  if (version < kFormatVersion || version > kStridedFormatVersion) {
+    return absl::DataLossError(absl::StrCat(path, ": format version ", version,
+                                            ", this build reads ", kFormatVersion, " and ",
+                                            kStridedFormatVersion));
   }
   const uint32_t header_bytes = GetU32(prefix + 12);
   if (header_bytes > kMaxHeaderBytes || kShardPrefixBytes + header_bytes > info.bytes) {
@@ -96,6 +98,10 @@ absl::StatusOr<std::unique_ptr<OpenShard>> OpenAndCheck(const std::string& step_
   if (!header.ok()) return header.status();
   shard->header = *std::move(header);
   const ShardHeader& h = shard->header;
+  if (FormatVersionOf(h.pieces) > version) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": strided pieces in a version ", version, " shard"));
+  }
   shard->data_offset =
       (kShardPrefixBytes + header_bytes + kDataAlignment - 1) / kDataAlignment * kDataAlignment;
   if (h.step != record.meta.step || h.rank != info.rank || h.num_shards != info.num_shards ||
@@ -124,46 +130,158 @@ bool OnHost(const kernels::Backend* backend) {
   return backend == nullptr || backend->kind() == kernels::DeviceKind::kCPU;
 }
 
-// Reads the whole checksum blocks that hold [op.begin, op.end), verifies each, and
-// copies the requested bytes out.
+// Checks the checksum of every block in data bytes [span_begin, span_end) of `shard`
+// (block-aligned; `data` holds them).
+absl::Status VerifyBlocks(const OpenShard& shard, const char* data, int64_t span_begin,
+                          int64_t span_end) {
+  const int64_t B = shard.header.block_bytes;
+  for (int64_t at = span_begin; at < span_end; at += B) {
+    const int64_t n = std::min(B, span_end - at);
+    const uint64_t expect = shard.header.blocks[static_cast<size_t>(at / B)];
+    const uint64_t got = XXH64(data + (at - span_begin), static_cast<size_t>(n), 0);
+    if (got != expect) {
+      return absl::DataLossError(absl::StrCat(
+          shard.path, ": checksum mismatch in data block ", at / B, " (file bytes [",
+          shard.data_offset + at, ", ", shard.data_offset + at + n, ")): expected ",
+          Hex64(expect), ", got ", Hex64(got)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The verified data bytes [begin, end) of one shard, kept between reads: ops sorted by
+// offset often fall in the blocks the previous op read (the rows of a strided piece),
+// which are then neither read nor checksummed again.
+struct VerifiedSpan {
+  std::vector<char> bytes;
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+// Reads the whole checksum blocks that hold [op.begin, op.end) (unless `span` holds
+// them), verifies each, and copies the requested bytes out.
 absl::Status ReadVerified(OpenShard& shard, const ReadOp& op, kernels::Backend* backend,
-                          std::vector<char>& buffer, int64_t* bytes_read) {
+                          VerifiedSpan& span, int64_t* bytes_read) {
   const int64_t B = shard.header.block_bytes;
   const int64_t data_bytes = PieceBytes(shard.header.pieces);
   const int64_t blocks_per_span = std::max<int64_t>(1, kReadSpanBytes / B);
   for (int64_t k = op.begin / B; k * B < op.end; k += blocks_per_span) {
-    const int64_t span_begin = k * B;
     // Whole blocks only up to the one holding op.end - 1: never read past the need.
     const int64_t last_block_end = (op.end + B - 1) / B * B;
+    const int64_t span_begin = k * B;
     const int64_t span_end = std::min({data_bytes, (k + blocks_per_span) * B, last_block_end});
-    buffer.resize(static_cast<size_t>(span_end - span_begin));
-    if (absl::Status s = internal::ReadExact(shard.fd.get(), buffer.data(), span_end - span_begin,
-                                             shard.data_offset + span_begin, shard.path);
-        !s.ok()) {
-      return s;
-    }
-    *bytes_read += span_end - span_begin;
-    for (int64_t at = span_begin; at < span_end; at += B) {
-      const int64_t n = std::min(B, span_end - at);
-      const uint64_t expect = shard.header.blocks[static_cast<size_t>(at / B)];
-      const uint64_t got = XXH64(buffer.data() + (at - span_begin), static_cast<size_t>(n), 0);
-      if (got != expect) {
-        return absl::DataLossError(absl::StrCat(
-            shard.path, ": checksum mismatch in data block ", at / B, " (file bytes [",
-            shard.data_offset + at, ", ", shard.data_offset + at + n, ")): expected ",
-            Hex64(expect), ", got ", Hex64(got)));
-      }
-    }
     const int64_t a = std::max(op.begin, span_begin);
     const int64_t b = std::min(op.end, span_end);
+    if (a < span.begin || b > span.end) {
+      span.begin = span.end = 0;  // invalid until verified
+      span.bytes.resize(static_cast<size_t>(span_end - span_begin));
+      if (absl::Status s = internal::ReadExact(shard.fd.get(), span.bytes.data(),
+                                               span_end - span_begin,
+                                               shard.data_offset + span_begin, shard.path);
+          !s.ok()) {
+        return s;
+      }
+      *bytes_read += span_end - span_begin;
+      if (absl::Status s = VerifyBlocks(shard, span.bytes.data(), span_begin, span_end); !s.ok()) {
+        return s;
+      }
+      span.begin = span_begin;
+      span.end = span_end;
+    }
     char* dst = reinterpret_cast<char*>(op.dst) + (a - op.begin);
+    const char* src = span.bytes.data() + (a - span.begin);
     if (OnHost(backend)) {
-      std::memcpy(dst, buffer.data() + (a - span_begin), static_cast<size_t>(b - a));
+      std::memcpy(dst, src, static_cast<size_t>(b - a));
     } else {
-      backend->CopyFromHost(dst, buffer.data() + (a - span_begin), static_cast<size_t>(b - a));
+      backend->CopyFromHost(dst, src, static_cast<size_t>(b - a));
     }
   }
   return absl::OkStatus();
+}
+
+// floor(a / b) for b > 0.
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The stored pieces of one vector over every shard of a step, sorted by offset, with
+// the running maximum of their span ends: a lookup walks back from the last piece that
+// starts before the wanted range only as far as a piece could still reach into it.
+struct StoredPiece {
+  int shard = 0;
+  PieceRef ref;
+  int64_t data_at = 0;  // byte offset of its data in the shard's data section
+};
+struct VectorIndex {
+  std::vector<StoredPiece> pieces;
+  std::vector<int64_t> max_end;
+};
+
+std::map<StateVector, VectorIndex> IndexPieces(const CommitRecord& record) {
+  std::map<StateVector, VectorIndex> index;
+  for (const ShardInfo& s : record.shards) {
+    int64_t data_at = 0;
+    for (const PieceRef& p : s.pieces) {
+      if (p.numel > 0) index[p.vector].pieces.push_back({s.rank, p, data_at});
+      data_at += p.numel * 4;
+    }
+  }
+  for (auto& [v, vi] : index) {
+    std::sort(vi.pieces.begin(), vi.pieces.end(), [](const StoredPiece& a, const StoredPiece& b) {
+      return a.ref.offset < b.ref.offset;
+    });
+    int64_t m = 0;
+    for (const StoredPiece& p : vi.pieces) {
+      m = std::max(m, SpanEnd(p.ref));
+      vi.max_end.push_back(m);
+    }
+  }
+  return index;
+}
+
+// Appends the reads that fill logical [a, b) of a vector (into `dst`, element a first)
+// from the stored pieces that hold it, and the parts found to `got`.
+void PlanRun(const VectorIndex& vi, int64_t a, int64_t b, float* dst,
+             std::map<int, std::vector<ReadOp>>* reads,
+             std::vector<std::pair<int64_t, int64_t>>* got) {
+  const auto first_after = std::lower_bound(
+      vi.pieces.begin(), vi.pieces.end(), b,
+      [](const StoredPiece& p, int64_t v) { return p.ref.offset < v; });
+  for (int64_t j = (first_after - vi.pieces.begin()) - 1; j >= 0 && vi.max_end[j] > a; --j) {
+    const StoredPiece& sp = vi.pieces[static_cast<size_t>(j)];
+    const PieceRef& p = sp.ref;
+    const int64_t w = RunLength(p);
+    const int64_t stride = IsStrided(p) ? p.stride : w;
+    // The runs k of p with p.offset + k*stride < b and p.offset + k*stride + w > a.
+    const int64_t k_lo = std::max<int64_t>(0, FloorDiv(a - p.offset - w, stride) + 1);
+    const int64_t k_hi = std::min(RunCount(p) - 1, FloorDiv(b - 1 - p.offset, stride));
+    for (int64_t k = k_lo; k <= k_hi; ++k) {
+      const int64_t run_begin = p.offset + k * stride;
+      const int64_t x = std::max(a, run_begin);
+      const int64_t y = std::min(b, run_begin + w);
+      if (x >= y) continue;
+      const int64_t at = sp.data_at + (k * w + (x - run_begin)) * 4;
+      (*reads)[sp.shard].push_back({at, at + (y - x) * 4, dst + (x - a)});
+      got->push_back({x, y});
+    }
+  }
+}
+
+// Sorts one shard's reads by offset and joins those that continue each other both in
+// the file and in memory (consecutive rows of a strided piece loaded into a packed
+// buffer are one read).
+void CoalesceReads(std::vector<ReadOp>& ops) {
+  std::sort(ops.begin(), ops.end(), [](const ReadOp& a, const ReadOp& b) { return a.begin < b.begin; });
+  size_t out = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (out > 0) {
+      ReadOp& last = ops[out - 1];
+      if (last.end == ops[i].begin && last.dst + (last.end - last.begin) / 4 == ops[i].dst) {
+        last.end = ops[i].end;
+        continue;
+      }
+    }
+    ops[out++] = ops[i];
+  }
+  ops.resize(out);
 }
 
 absl::StatusOr<CommitRecord> ReadCommit(const std::string& step_dir) {
@@ -256,56 +374,55 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir,
   }
   const int64_t P = record->meta.numel;
 
-  // Which bytes of which shard go where: every wanted run is cut along the pieces of
-  // the shards that hold it (a shard's pieces sit back to back in its data section).
+  // Which bytes of which shard go where: every wanted run is cut along the runs of the
+  // stored pieces that hold it (a shard's pieces sit back to back in its data section;
+  // a strided piece's runs likewise). The saved layout does not matter: a piece is a
+  // place in the canonical state, however many ranks split it and however.
+  const std::map<StateVector, VectorIndex> index = IndexPieces(*record);
+  const VectorIndex kNone;
   std::map<int, std::vector<ReadOp>> reads;  // by shard rank
+  std::vector<std::pair<int64_t, int64_t>> got;
   for (const DestPiece& want : request.pieces) {
-    const PieceRef& w = want.ref;
-    if (w.offset < 0 || w.numel < 0 || w.offset > P - w.numel) {
-      return absl::InvalidArgumentError(absl::StrCat(step_dir, ": requested ", StateVectorName(w.vector),
-                                                     " [", w.offset, ", +", w.numel,
-                                                     ") is outside [0, ", P, ")"));
+    const PieceRef w = Normalized(want.ref);
+    if (const std::string bad = WellFormed(w); !bad.empty() || SpanEnd(w) > P) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          step_dir, ": requested ", StateVectorName(w.vector), " [", w.offset, ", ", SpanEnd(w),
+          ") is outside [0, ", P, ")", bad.empty() ? "" : " or malformed: ", bad));
     }
-    std::vector<std::pair<int64_t, int64_t>> got;
-    for (const ShardInfo& s : record->shards) {
-      int64_t data_at = 0;
-      for (const PieceRef& p : s.pieces) {
-        const int64_t a = std::max(w.offset, p.offset);
-        const int64_t b = std::min(w.offset + w.numel, p.offset + p.numel);
-        if (p.vector == w.vector && a < b) {
-          reads[s.rank].push_back({data_at + (a - p.offset) * 4, data_at + (b - p.offset) * 4,
-                                   want.data + (a - w.offset)});
-          got.push_back({a, b});
-        }
-        data_at += p.numel * 4;
+    const auto it = index.find(w.vector);
+    const VectorIndex& vi = it == index.end() ? kNone : it->second;
+    const int64_t run = RunLength(w);
+    for (int64_t k = 0; k < RunCount(w); ++k) {
+      const int64_t a = w.offset + k * w.stride, b = a + run;
+      got.clear();
+      PlanRun(vi, a, b, want.data + k * run, &reads, &got);
+      std::sort(got.begin(), got.end());
+      int64_t covered = a;
+      for (const auto& [x, y] : got) {
+        if (x > covered) break;
+        covered = std::max(covered, y);
       }
-    }
-    std::sort(got.begin(), got.end());
-    int64_t covered = w.offset;
-    for (const auto& [a, b] : got) {
-      if (a > covered) break;
-      covered = std::max(covered, b);
-    }
-    if (covered < w.offset + w.numel) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          step_dir, ": the checkpoint does not hold ", StateVectorName(w.vector), " [", covered,
-          ", ", w.offset + w.numel, ")"));
+      if (covered < b) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            step_dir, ": the checkpoint does not hold ", StateVectorName(w.vector), " [", covered,
+            ", ", b, ")"));
+      }
     }
   }
 
   LoadedCheckpoint out;
   out.step_dir = step_dir;
   out.meta = record->meta;
-  std::vector<char> buffer;
   std::map<int, std::unique_ptr<OpenShard>> opened;
   for (auto& [rank, ops] : reads) {
     absl::StatusOr<std::unique_ptr<OpenShard>> shard =
         OpenAndCheck(step_dir, *record, record->shards[static_cast<size_t>(rank)]);
     if (!shard.ok()) return shard.status();
     // In file order, so the reads sweep each file forward.
-    std::sort(ops.begin(), ops.end(), [](const ReadOp& a, const ReadOp& b) { return a.begin < b.begin; });
+    CoalesceReads(ops);
+    VerifiedSpan span;
     for (const ReadOp& op : ops) {
-      if (absl::Status s = ReadVerified(**shard, op, request.backend, buffer, &out.bytes_read);
+      if (absl::Status s = ReadVerified(**shard, op, request.backend, span, &out.bytes_read);
           !s.ok()) {
         return s;
       }

@@ -1,6 +1,9 @@
 #include "colossus/checkpoint/state.h"
 
 #include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
 
 #include "colossus/check.h"
 
@@ -27,6 +30,72 @@ bool ParseStateVector(const std::string& name, StateVector* out) {
     }
   }
   return false;
+}
+
+int64_t RunLength(const PieceRef& p) { return p.run > 0 ? p.run : p.numel; }
+
+int64_t RunCount(const PieceRef& p) {
+  if (p.numel <= 0) return 0;
+  return p.run > 0 ? p.numel / p.run : 1;
+}
+
+bool IsStrided(const PieceRef& p) { return p.run > 0 && p.run < p.numel; }
+
+int64_t SpanEnd(const PieceRef& p) {
+  if (p.numel <= 0) return p.offset;
+  if (!IsStrided(p)) return p.offset + p.numel;
+  return p.offset + (RunCount(p) - 1) * p.stride + p.run;
+}
+
+std::string WellFormed(const PieceRef& p) {
+  if (p.offset < 0 || p.numel < 0) return "negative offset or numel";
+  if (p.run == 0 && p.stride == 0) {
+    if (p.offset > std::numeric_limits<int64_t>::max() - p.numel) return "span overflows";
+    return "";
+  }
+  if (p.run <= 0 || p.run >= p.numel || p.numel % p.run != 0 || p.stride <= p.run) {
+    return absl::StrCat("run ", p.run, ", stride ", p.stride, " is not a strided form of ",
+                        p.numel, " elements (0 < run < numel, run divides numel, stride > run)");
+  }
+  // offset + (count - 1) * stride + run must fit.
+  const __int128 end = static_cast<__int128>(p.offset) +
+                       static_cast<__int128>(p.numel / p.run - 1) * p.stride + p.run;
+  if (end > std::numeric_limits<int64_t>::max()) return "span overflows";
+  return "";
+}
+
+PieceRef Normalized(PieceRef p) {
+  if (p.run > 0 && (p.run >= p.numel || p.stride == p.run)) {
+    p.run = 0;
+    p.stride = 0;
+  }
+  return p;
+}
+
+std::vector<PieceRef> DataRange(const PieceRef& block, int64_t begin, int64_t end) {
+  CHECK(0 <= begin && begin <= end && end <= block.numel)
+      << "data range [" << begin << ", " << end << ") of a piece of " << block.numel;
+  std::vector<PieceRef> out;
+  if (begin == end) return out;
+  if (!IsStrided(block)) {
+    out.push_back({block.vector, block.offset + begin, end - begin});
+    return out;
+  }
+  const int64_t w = block.run;
+  auto logical = [&](int64_t data) { return block.offset + (data / w) * block.stride + data % w; };
+  int64_t at = begin;
+  if (at % w != 0) {  // the tail of a run
+    const int64_t n = std::min(end, (at / w + 1) * w) - at;
+    out.push_back({block.vector, logical(at), n});
+    at += n;
+  }
+  const int64_t whole = (end - at) / w;
+  if (whole > 0) {
+    out.push_back(Normalized({block.vector, logical(at), whole * w, w, block.stride}));
+    at += whole * w;
+  }
+  if (at < end) out.push_back({block.vector, logical(at), end - at});
+  return out;
 }
 
 int64_t SourceBytes(const std::vector<SourcePiece>& pieces) {

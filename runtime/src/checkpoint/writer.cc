@@ -100,6 +100,28 @@ struct SaveJob {
 CompletedSave WriteShard(const CheckpointWriterOptions& options, const char* data,
                          const SaveJob& job);
 
+// Appends piece `q` to `p` when q's data following p's is q's logical continuation:
+// contiguous runs that touch become one run, and equal runs at a constant stride (a
+// caller that lists a column block row by row) become one strided piece.
+bool TryAppend(PieceRef* p, const PieceRef& q) {
+  if (q.numel == 0) return true;
+  if (p->vector != q.vector) return false;
+  if (!IsStrided(*p) && !IsStrided(q) && p->offset + p->numel == q.offset) {
+    p->numel += q.numel;
+    return true;
+  }
+  const int64_t w = RunLength(*p);
+  if (RunLength(q) != w) return false;
+  // The stride the merged piece would have: p's own, or (p one run) the gap to q.
+  const int64_t stride = IsStrided(*p) ? p->stride : q.offset - p->offset;
+  if (stride <= w || (IsStrided(q) && q.stride != stride)) return false;
+  if (q.offset != p->offset + RunCount(*p) * stride) return false;
+  p->numel += q.numel;
+  p->run = w;
+  p->stride = stride;
+  return true;
+}
+
 }  // namespace
 
 struct CheckpointWriter::Impl {
@@ -178,19 +200,31 @@ absl::StatusOr<SaveResult> CheckpointWriter::Save(const SaveRequest& request) {
     return std::make_pair(a.ref.vector, a.ref.offset) < std::make_pair(b.ref.vector, b.ref.offset);
   });
   for (size_t i = 0; i < pieces.size(); ++i) {
+    pieces[i].ref = Normalized(pieces[i].ref);
     const PieceRef& p = pieces[i].ref;
-    if (p.offset < 0 || p.numel < 0 || p.offset > meta.numel - p.numel ||
-        (p.numel > 0 && pieces[i].data == nullptr)) {
+    if (const std::string bad = WellFormed(p); !bad.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", meta.step, ": piece ",
+                                                     StateVectorName(p.vector), " at ", p.offset,
+                                                     ": ", bad));
+    }
+    if (SpanEnd(p) > meta.numel || (p.numel > 0 && pieces[i].data == nullptr)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "checkpoint step ", meta.step, ": piece ", StateVectorName(p.vector), " [", p.offset,
-          ", +", p.numel, ") is outside [0, ", meta.numel, ") or has no data"));
+          ", ", SpanEnd(p), ") is outside [0, ", meta.numel, ") or has no data"));
     }
-    if (i > 0 && pieces[i - 1].ref.vector == p.vector &&
-        pieces[i - 1].ref.offset + pieces[i - 1].ref.numel > p.offset) {
+    // Spans, not elements: strided pieces that interleave are refused too (no caller
+    // needs them, and the check stays one comparison).
+    if (i > 0 && pieces[i - 1].ref.vector == p.vector && SpanEnd(pieces[i - 1].ref) > p.offset) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", meta.step, ": pieces of ",
                                                      StateVectorName(p.vector), " overlap at ",
                                                      p.offset));
     }
+  }
+  if (meta.tp < 1 || options_.world % meta.tp != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", meta.step,
+                                                   ": tensor-parallel size ", meta.tp,
+                                                   " does not divide the ", options_.world,
+                                                   " writing ranks"));
   }
   const std::string step_dir = StepDir(options_.dir, meta.step);
   if (internal::Exists(absl::StrCat(step_dir, "/", kCommitFileName))) {
@@ -211,13 +245,8 @@ absl::StatusOr<SaveResult> CheckpointWriter::Save(const SaveRequest& request) {
     if (p.ref.numel == 0) continue;
     copies.push_back({p.data, job.data_bytes, p.ref.numel * 4});
     job.data_bytes += p.ref.numel * 4;
-    // Pieces that continue each other logically are one run in the file.
-    if (!job.pieces.empty() && job.pieces.back().vector == p.ref.vector &&
-        job.pieces.back().offset + job.pieces.back().numel == p.ref.offset) {
-      job.pieces.back().numel += p.ref.numel;
-    } else {
-      job.pieces.push_back(p.ref);
-    }
+    // Pieces that continue each other logically are one piece in the file.
+    if (job.pieces.empty() || !TryAppend(&job.pieces.back(), p.ref)) job.pieces.push_back(p.ref);
   }
   if (absl::Status s = impl_->staging.Ensure(job.data_bytes); !s.ok()) return s;
   char* staging = impl_->staging.data();
@@ -233,7 +262,8 @@ absl::StatusOr<SaveResult> CheckpointWriter::Save(const SaveRequest& request) {
   result.previous = std::exchange(impl_->unreported, absl::OkStatus());
 
   job.meta = meta;
-  job.meta.dp = options_.world;
+  // The writing ranks are the world; dp is what tp leaves of it.
+  job.meta.dp = options_.world / meta.tp;
   job.rng = request.rng;
   job.step_dir = step_dir;
   impl_->job = std::move(job);

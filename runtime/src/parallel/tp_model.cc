@@ -68,15 +68,16 @@ absl::Status ValidateTensorParallel(const GPTConfig& config, int tp) {
 }
 
 TensorParallelGPT::TensorParallelGPT(const GPTConfig& config, kernels::Backend* backend,
-                                     comm::Communicator* tp, int max_batch, int max_seq)
+                                     comm::Communicator* tp, int max_batch, int max_seq,
+                                     int64_t flat_multiple)
     : config_(config), backend_(backend), tp_(tp), max_batch_(max_batch), max_seq_(max_seq),
-      impl_(std::make_unique<Impl>(backend)) {}
+      flat_multiple_(flat_multiple), impl_(std::make_unique<Impl>(backend)) {}
 
 TensorParallelGPT::~TensorParallelGPT() = default;
 
 absl::StatusOr<std::unique_ptr<TensorParallelGPT>> TensorParallelGPT::Create(
     const GPTConfig& config, kernels::Backend* backend, comm::Communicator* tp, int max_batch,
-    int max_seq) {
+    int max_seq, int64_t flat_multiple) {
   CHECK(backend != nullptr && tp != nullptr);
   if (absl::Status s = ValidateTensorParallel(config, tp->size()); !s.ok()) return s;
   if (backend->compute_dtype() != DType::kF32) {
@@ -89,8 +90,12 @@ absl::StatusOr<std::unique_ptr<TensorParallelGPT>> TensorParallelGPT::Create(
         "batch %d x sequence %d: need batch >= 1 and sequence in [1, model.block_size = %d]",
         max_batch, max_seq, config.block_size));
   }
+  if (flat_multiple < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("flat buffer multiple %d must be >= 1", flat_multiple));
+  }
   std::unique_ptr<TensorParallelGPT> model(
-      new TensorParallelGPT(config, backend, tp, max_batch, max_seq));
+      new TensorParallelGPT(config, backend, tp, max_batch, max_seq, flat_multiple));
   if (absl::Status s = model->Plan(); !s.ok()) return s;
   return model;
 }
@@ -124,7 +129,15 @@ absl::Status TensorParallelGPT::Plan() {
   }
   add_param("ln_f.weight", {C}, false);
   add_param("ln_f.bias", {C}, false);
-  flat_numel_ = static_cast<int64_t>(m.param_plan.bytes() / 4);
+  // Zero padding so that the flat buffers split into flat_multiple equal shards (ZeRO-1
+  // over the data-parallel group); not a parameter, dropped from params_ below.
+  const int64_t unpadded = static_cast<int64_t>(m.param_plan.bytes() / 4);
+  flat_numel_ = (unpadded + flat_multiple_ - 1) / flat_multiple_ * flat_multiple_;
+  const bool padded = flat_numel_ > unpadded;
+  if (padded) {
+    m.param_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
+    m.grad_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
+  }
 
   const DType A = DType::kF32, F32 = DType::kF32;
   auto act = [&](const std::string& name, std::vector<int64_t> shape, DType dt) {
@@ -171,6 +184,10 @@ absl::Status TensorParallelGPT::Plan() {
   }
   params_ = m.param_plan.tensors();
   grads_ = m.grad_plan.tensors();
+  if (padded) {
+    params_.pop_back();
+    grads_.pop_back();
+  }
   num_local_params_ = 0;
   for (const Tensor& t : params_) num_local_params_ += t.numel();
   m.host_local_tokens.resize(N);

@@ -84,6 +84,31 @@ absl::Status CheckSameConfig(const GPTConfig& a, const GPTConfig& b) {
 
 }  // namespace
 
+int64_t TensorParallelGPT::flat_offset(size_t i) const {
+  return (static_cast<const char*>(params_[i].data) -
+          static_cast<const char*>(flat_params().data)) / 4;
+}
+
+std::vector<checkpoint::PieceRef> TensorParallelGPT::PlaceInFull(const GPT& full, size_t i) const {
+  CHECK(i < params_.size() && full.params().size() == params_.size());
+  const Tensor& f = full.params()[i];
+  CHECK(f.name == params_[i].name) << f.name << " vs " << params_[i].name;
+  const ShardSpec s = SpecFor(f, config_, tp_size(), tp_rank());
+  const int64_t w = s.col_end - s.col_begin;
+  std::vector<checkpoint::PieceRef> out;
+  for (const auto& [b, e] : s.rows) {
+    checkpoint::PieceRef p;
+    p.offset = b * s.full_cols + s.col_begin;
+    p.numel = (e - b) * w;
+    if (w < s.full_cols) {  // a column block: one run of w per row
+      p.run = w;
+      p.stride = s.full_cols;
+    }
+    out.push_back(checkpoint::Normalized(p));
+  }
+  return out;
+}
+
 absl::Status TensorParallelGPT::LoadFrom(const GPT& full) {
   if (absl::Status s = CheckSameConfig(config_, full.config()); !s.ok()) return s;
   CHECK(full.params().size() == params_.size());

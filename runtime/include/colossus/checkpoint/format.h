@@ -1,9 +1,10 @@
-// The on-disk format of a sharded checkpoint (version 1).
+// The on-disk format of a sharded checkpoint (versions 1 and 2).
 //
 // Directory layout under the checkpoint directory <dir>:
 //   <dir>/step-<NNNNNNNN>/                  one directory per saved step (8+ digits)
-//       shard-<rank>-of-<d>.bin             rank's shard (written as <name>.tmp, fsynced,
-//                                           renamed into place)
+//       shard-<rank>-of-<d>.bin             world rank's shard, d = dp x tp ranks
+//                                           (written as <name>.tmp, fsynced, renamed
+//                                           into place)
 //       shard-<rank>-of-<d>.json            (coordinator commits only) the shard's report,
 //                                           from which COMMIT.json is assembled
 //       COMMIT.json                         written atomically once every shard is in
@@ -13,7 +14,7 @@
 //
 // Shard file:
 //   offset 0   8 bytes   magic "COLSHARD"
-//   offset 8   u32 LE    format version (1)
+//   offset 8   u32 LE    format version (1, or 2 when a piece is strided)
 //   offset 12  u32 LE    H, bytes of the JSON header
 //   offset 16  u64 LE    xxh64 (seed 0) of the H header bytes
 //   offset 24  H bytes   JSON header (below)
@@ -24,15 +25,16 @@
 // Shard JSON header:
 //   {"format": "colossus-checkpoint-shard", "step": S, "rank": r, "num_shards": d,
 //    "numel": P, "data_position": g,
-//    "pieces": [{"vector": "params"|"adam_m"|"adam_v", "offset": o, "numel": n}, ...],
+//    "pieces": [{"vector": "params"|"adam_m"|"adam_v", "offset": o, "numel": n
+//                [, "run": w, "stride": s]}, ...],       (strided: state.h's PieceRef)
 //    "block_bytes": B, "blocks": ["<16 hex digits>", ...],
 //    "rng": {"<name>": "<hex bytes>", ...}}
 // blocks[k] is the xxh64 of data bytes [k*B, (k+1)*B) (the last block short): a reader
 // that needs part of a shard reads and verifies only the blocks it touches.
 //
 // COMMIT.json (written by the committer, never by a rank for itself):
-//   {"format": "colossus-checkpoint", "version": 1, "step": S, "numel": P,
-//    "data_position": g, "layout": {"dp": d, "tp": 1}, "num_shards": d,
+//   {"format": "colossus-checkpoint", "version": 1 or 2, "step": S, "numel": P,
+//    "data_position": g, "layout": {"dp": d, "tp": t}, "num_shards": d * t,
 //    "model_config": {"n_layer": ..., "n_head": ..., "n_embd": ..., "block_size": ...,
 //                     "vocab_size": ..., "padded_vocab_size": ...},
 //    "optimizer_config": {"lr": ..., "min_lr": ..., "warmup_steps": ..., "total_steps": ...,
@@ -43,6 +45,11 @@
 //                "pieces": [...as in the header...]}, ...]}
 // Every vector that appears in any shard is covered over [0, P) by the union of the
 // shards' pieces (checked before COMMIT.json is written).
+// The pieces are logical runs of the canonical (unsharded, layout-independent) state of
+// state.h whatever the layout the job ran at: a tensor-parallel rank writes its part of
+// each tensor at that tensor's place in the whole model (strided pieces for column
+// blocks), so a checkpoint saved at tp x dp loads at any tp' x dp', in one process, or
+// into colossus-export.
 //
 // Thread safety: free functions over values.
 #pragma once
@@ -60,7 +67,12 @@
 namespace colossus::checkpoint {
 
 inline constexpr char kShardMagic[8] = {'C', 'O', 'L', 'S', 'H', 'A', 'R', 'D'};
+// Version 1: contiguous pieces only. Version 2: pieces may be strided (state.h:
+// PieceRef::run, stride; "run" and "stride" fields in the JSON). A file or commit is
+// written as version 2 only when it holds a strided piece, so data-parallel checkpoints
+// stay version 1; readers take both.
 inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kStridedFormatVersion = 2;
 inline constexpr int64_t kShardPrefixBytes = 24;  // magic, version, H, header xxh64
 inline constexpr int64_t kDataAlignment = 4096;
 inline constexpr int64_t kDefaultBlockBytes = int64_t{4} << 20;
@@ -87,8 +99,11 @@ struct StepMeta {
   int64_t step = 0;
   int64_t numel = 0;          // P
   int64_t data_position = 0;  // global index of the next training sample
-  int dp = 1;                 // world layout at save time: data-parallel ranks
-  int tp = 1;                 //   and tensor-parallel ranks (1 until TP lands)
+  // The world layout at save time: data-parallel x tensor-parallel ranks (dp * tp
+  // shards). A record only: the state is stored in the canonical layout (state.h), so
+  // any layout loads it.
+  int dp = 1;
+  int tp = 1;
   GPTConfig model;
   OptimizerConfig optimizer;
 };
@@ -145,6 +160,9 @@ std::string EncodeShardPrefix(const ShardHeader& header);
 absl::StatusOr<ShardHeader> DecodeShardHeader(const std::string& text, const std::string& path);
 // Data bytes of the pieces (4 * sum of numel).
 int64_t PieceBytes(const std::vector<PieceRef>& pieces);
+// The format version a file holding `pieces` is written as (kStridedFormatVersion when
+// one of them is strided, else kFormatVersion).
+uint32_t FormatVersionOf(const std::vector<PieceRef>& pieces);
 
 // The differences that make a checkpoint unusable for this run: FailedPrecondition
 // naming the field, "<path>: model_config.n_layer is 4 in the checkpoint, 6 in this run".

@@ -39,13 +39,41 @@ const char* StateVectorName(StateVector v);
 // The inverse; false for an unknown name.
 bool ParseStateVector(const std::string& name, StateVector* out);
 
-// A run of logical vector `vector`, elements [offset, offset + numel).
+// A run of logical vector `vector`, elements [offset, offset + numel); or, when strided
+// (run > 0), numel / run runs of `run` elements each, run k covering logical elements
+// [offset + k * stride, offset + k * stride + run). Either way the piece's data is its
+// numel elements back to back, runs in order. A strided piece is how a tensor-parallel
+// rank's column block of a row-major matrix (rows of a row-parallel weight, each
+// restricted to this rank's columns) is one piece instead of one per row.
+// Normal form (Normalized): run == 0 and stride == 0 for a contiguous piece, else
+// 0 < run < numel, numel % run == 0, stride > run.
 struct PieceRef {
   StateVector vector = StateVector::kParams;
   int64_t offset = 0;
   int64_t numel = 0;
+  int64_t run = 0;
+  int64_t stride = 0;
   bool operator==(const PieceRef&) const = default;
 };
+
+// Elements per run (numel for a contiguous piece) and the number of runs (0 when empty).
+int64_t RunLength(const PieceRef& p);
+int64_t RunCount(const PieceRef& p);
+bool IsStrided(const PieceRef& p);
+// One past the last logical element the piece touches (offset when empty). Assumes the
+// piece is well formed (WellFormed); computed without overflow for any such piece whose
+// span fits in int64.
+int64_t SpanEnd(const PieceRef& p);
+// Empty when `p` is in normal form with non-negative offset and numel and a span that
+// fits in int64; otherwise what is wrong ("run 3 does not divide numel 10").
+std::string WellFormed(const PieceRef& p);
+// `p` with a strided form that is really contiguous (one run, or stride == run) turned
+// into run = stride = 0.
+PieceRef Normalized(PieceRef p);
+// The pieces (at most three: a partial first run, whole runs, a partial last run) that
+// hold data elements [begin, end) of `block` (0 <= begin <= end <= block.numel), in
+// data order: how a range of a packed buffer that holds `block` is described.
+std::vector<PieceRef> DataRange(const PieceRef& block, int64_t begin, int64_t end);
 
 // A run this rank holds, to be saved: `data` points at numel f32 in the memory of the
 // writer's SaveRequest::backend (host memory when that is null or a CPU backend).

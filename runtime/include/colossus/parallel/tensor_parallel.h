@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "colossus/checkpoint/state.h"
 #include "colossus/comm/communicator.h"
 #include "colossus/config.h"
 #include "colossus/kernels/backend.h"
@@ -64,11 +65,14 @@ class TensorParallelGPT {
  public:
   // Plans parameters, gradients and activations of this rank's shard for batches of up
   // to max_batch x max_seq. `tp` is the tensor-parallel group (size 1 is allowed: the
-  // plain model through this code path). Weights are zero until LoadFrom.
+  // plain model through this code path). Weights are zero until LoadFrom. The flat
+  // buffers are zero-padded to a multiple of `flat_multiple` elements (so that ZeRO-1
+  // over a data-parallel group of that size splits them evenly; GPT::Create's rule).
   static absl::StatusOr<std::unique_ptr<TensorParallelGPT>> Create(const GPTConfig& config,
                                                                    kernels::Backend* backend,
                                                                    comm::Communicator* tp,
-                                                                   int max_batch, int max_seq);
+                                                                   int max_batch, int max_seq,
+                                                                   int64_t flat_multiple = 1);
   ~TensorParallelGPT();
   TensorParallelGPT(const TensorParallelGPT&) = delete;
   TensorParallelGPT& operator=(const TensorParallelGPT&) = delete;
@@ -87,9 +91,19 @@ class TensorParallelGPT {
   const std::vector<Tensor>& grads() const { return grads_; }
   // True when params()[i] is split across the TP group; false when replicated.
   bool sharded(size_t i) const { return sharded_[i]; }
+  // The flat buffers, padding included (numel a multiple of Create's flat_multiple);
+  // params()[i] and grads()[i] sit at element flat_offset(i) of theirs.
   kernels::View flat_params() const;
   kernels::View flat_grads() const;
+  int64_t flat_offset(size_t i) const;
   int64_t num_local_parameters() const { return num_local_params_; }
+
+  // Where params()[i]'s elements sit in the WHOLE tensor of the same name (row-major,
+  // element 0 = the whole tensor's first): pieces (checkpoint/state.h, vector kParams)
+  // whose data, back to back, is the local tensor. A column block is one strided piece,
+  // each row range one contiguous piece, a replicated tensor one piece of everything.
+  // `full` is a GPT of the same config (for its shapes; no data is read).
+  std::vector<checkpoint::PieceRef> PlaceInFull(const GPT& full, size_t i) const;
 
   // Copies this rank's shard out of `full` (same config; any backend memory the host
   // can read through its backend). Local: no communication.
@@ -113,7 +127,7 @@ class TensorParallelGPT {
 
  private:
   TensorParallelGPT(const GPTConfig& config, kernels::Backend* backend, comm::Communicator* tp,
-                    int max_batch, int max_seq);
+                    int max_batch, int max_seq, int64_t flat_multiple);
   absl::Status Plan();
   // In-place sum over the TP group of n f32 elements of backend memory.
   absl::Status AllReduceSum(void* data, int64_t n, const char* what);
@@ -124,6 +138,7 @@ class TensorParallelGPT {
   comm::Communicator* tp_;
   int max_batch_;
   int max_seq_;
+  int64_t flat_multiple_;
   int64_t num_local_params_ = 0;
   int64_t flat_numel_ = 0;
   std::vector<Tensor> params_;
@@ -140,24 +155,56 @@ class TensorParallelGPT {
 //      replicated tensors' (identical on every TP rank) added once;
 //   3. clipping and the AdamW update (StepStatsFor, decay per DecaysWeight), the same
 //      arithmetic as colossus::AdamW on the full model, tensor by tensor.
+// With `zero` (ZeRO-1 over the DP group, dp > 1) the moments of each TP shard are
+// sharded over its DP group: the flat buffer of n elements (the model was created with
+// flat_multiple = dp) splits into dp ranges of S = n / dp, DP rank d owning
+// [d*S, (d+1)*S) and the moments of that range only (8*S bytes instead of 8*n). Step:
+//   1. reduce-scatter (sum) of the flat gradients over the DP group into the own range
+//      (the rest of the gradient buffer is then partial: not to be read until ZeroGrad),
+//   2. the norm from the own range: sums of squares of its sharded and of its
+//      replicated elements, all-reduced over DP; then the sharded sum over TP,
+//   3. the AdamW update of the own range only (the same element-wise arithmetic),
+//   4. all-gather (in place) of the updated ranges over the DP group.
+// The sums of squares are added in another order than without ZeRO, so the two agree
+// to rounding (about 1e-7 relative), not bit for bit. Replicated tensors stay
+// bit-identical across the TP group: every TP rank's DP group does the same arithmetic
+// on the same values.
 // Thread safety: none. `model` and `dp` must outlive it; dp may be nullptr.
 class TpAdamW {
  public:
+  // InvalidArgument (naming both numbers) with `zero` when the model's flat buffer does
+  // not split into dp equal ranges.
   static absl::StatusOr<std::unique_ptr<TpAdamW>> Create(const OptimizerConfig& config,
                                                          TensorParallelGPT* model,
-                                                         comm::Communicator* dp);
+                                                         comm::Communicator* dp,
+                                                         bool zero = false);
   ~TpAdamW();
-  // Errors name the collective that failed (DP gradient all-reduce, TP norm all-reduce).
+  // Errors name the collective that failed (DP gradient all-reduce or reduce-scatter, TP
+  // or DP norm all-reduce, DP parameter all-gather).
   absl::StatusOr<StepStats> Step(int64_t step);
+  // Bytes of moments this rank holds: 8 x flat numel, or 8 x S with ZeRO.
   size_t state_bytes() const;
   const OptimizerConfig& config() const { return config_; }
+  bool zero() const { return zero_; }
+  // The local flat elements whose moments this rank holds, [moments_begin(),
+  // moments_end()): the whole buffer, or the own ZeRO range. Element 0 of the moment
+  // views is flat element moments_begin().
+  int64_t moments_begin() const { return moments_begin_; }
+  int64_t moments_end() const { return moments_end_; }
+  kernels::View first_moment() const;
+  kernels::View second_moment() const;
 
  private:
-  TpAdamW(const OptimizerConfig& config, TensorParallelGPT* model, comm::Communicator* dp)
-      : config_(config), model_(model), dp_(dp) {}
+  TpAdamW(const OptimizerConfig& config, TensorParallelGPT* model, comm::Communicator* dp,
+          bool zero)
+      : config_(config), model_(model), dp_(dp), zero_(zero) {}
+  absl::StatusOr<StepStats> ZeroStep(int64_t step);
   OptimizerConfig config_;
   TensorParallelGPT* model_;
   comm::Communicator* dp_;
+  bool zero_;
+  int64_t moments_begin_ = 0;
+  int64_t moments_end_ = 0;
   std::unique_ptr<MemoryPlan> state_;  // [0] m, [1] v, [2] two norm cells
 };
 
