@@ -6,8 +6,6 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
-#include "colossus/checkpoint/reader.h"
-#include "colossus/comm/in_memory_store.h"
 #include "colossus/comm/nccl.h"
 #include "colossus/device.h"
 #include "colossus/generate.h"

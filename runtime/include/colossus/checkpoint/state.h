@@ -13,8 +13,9 @@
 // stores the pieces with their logical offsets, the loader reads the overlap from
 // whichever shard files hold it (checkpoint_reader.h). That is what lets plain DP
 // (everything replicated), ZeRO-1 (moments sharded on the padded flat buffer, so its
-// shard boundaries are not the checkpoint's) and a different world size all use one
-// format.
+// shard boundaries are not the checkpoint's), tensor parallelism (column blocks of
+// matrices: strided pieces; parallel/tp_checkpoint.h) and a different world size all
+// use one format.
 //
 // The model's flat buffers (flat_params(), the optimizers' moment views) are NOT the
 // logical vector: MemoryPlan puts each tensor at a 64-byte aligned offset (zero gaps)

@@ -50,7 +50,10 @@ struct CheckpointWriterOptions {
 };
 
 struct SaveRequest {
-  StepMeta meta;                          // step, P, data position, configs, layout
+  // Step, P, data position, configs, and meta.tp (1 unless tensor parallel): the
+  // layout recorded is dp = world / tp x tp (InvalidArgument when tp does not divide
+  // the world).
+  StepMeta meta;
   std::vector<SourcePiece> pieces;        // what this rank writes (state.h)
   std::map<std::string, std::string> rng;  // named RNG states, raw bytes, this rank's
   // Where the pieces' memory is: nullptr or a CPU backend = host memory; otherwise

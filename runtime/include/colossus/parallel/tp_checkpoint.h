@@ -49,7 +49,7 @@ struct TpHeldState {
 class TpCheckpointLayout {
  public:
   // `full`: a GPT of the model's config (the canonical order, offsets and shapes; its
-  // data is not read). `model` must outlive nothing here: what is needed is copied.
+  // data is not read). Neither is referenced afterwards: what is needed is copied.
   TpCheckpointLayout(const GPT& full, const TensorParallelGPT& model);
 
   int64_t numel() const { return numel_; }  // P, the canonical vectors' length
