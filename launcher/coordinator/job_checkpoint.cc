@@ -10,6 +10,12 @@ namespace {
 
 constexpr int32_t kMaxShards = 1 << 24;
 
+// Whether `r` is another generation's save of the step `latest` committed (after a
+// resume that fell back past it), rather than a retry of a report that committed it.
+bool SavesCommittedStepAgain(const v1::ShardReport& r, const v1::CheckpointRef& latest) {
+  return r.step() == latest.step() && r.header().generation() > latest.generation();
+}
+
 std::string ShardName(const v1::ShardReport& r) {
   return absl::StrCat("shard of step ", r.step(), " rank ", r.rank());
 }
@@ -133,7 +139,9 @@ void JobState::ReportShard(const v1::ShardReport& report, absl::Time now, ShardD
       return refuse(std::move(s));
     }
     if (absl::Status s = ValidateShardLocked(report); !s.ok()) return refuse(std::move(s));
-    if (report.step() <= latest_.step()) {
+    // A later generation saving the latest step again fell back past it (its shards did
+    // not load): that is a new save of the step, committed only when all of it is in.
+    if (report.step() <= latest_.step() && !SavesCommittedStepAgain(report, latest_)) {
       if (report.step() == latest_.step()) {  // a retry after the commit
         v1::ShardAck ack = AckLocked(report.step(), latest_.num_shards(), true);
         deferred.Add([done = std::move(done), ack] { done(ack); });
@@ -199,7 +207,7 @@ void JobState::DrainShardJournal() {
         reply(std::move(st));
         continue;
       }
-      if (r.step() <= latest_.step()) {
+      if (r.step() <= latest_.step() && !SavesCommittedStepAgain(r, latest_)) {
         reply(AckLocked(r.step(), r.num_shards(), r.step() == latest_.step()));
         continue;
       }

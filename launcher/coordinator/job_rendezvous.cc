@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "colossus/launcher/job_state.h"
 
 namespace colossus::launcher {
@@ -217,6 +218,13 @@ void JobState::FormLocked(absl::Time now, Deferred* deferred) {
   chosen.reserve(candidates.size());
   for (auto& c : candidates) chosen.push_back(std::move(c.second));
   std::sort(chosen.begin(), chosen.end());  // rank order is node_id order
+  // Members of the last generation that are not back (an elastic shrink): named in the
+  // event, so that the lost node is not only implied by a smaller world size.
+  std::vector<std::string> left_out;
+  for (const std::string& node : expected_) {
+    if (!std::binary_search(chosen.begin(), chosen.end(), node)) left_out.push_back(node);
+  }
+  std::sort(left_out.begin(), left_out.end());
 
   v1::JournalRecord record;
   v1::GenerationRecord* g = record.mutable_generation();
@@ -284,7 +292,11 @@ void JobState::FormLocked(absl::Time now, Deferred* deferred) {
 
   EventLocked(v1::JobEvent::KIND_GENERATION_FORMED, "", -1, latest_.step(),
               absl::StrCat("generation ", generation_, " formed: ", chosen.size(),
-                           " nodes, world size ", world_size_, ", resume from step ",
+                           " nodes, world size ", world_size_,
+                           left_out.empty() ? ""
+                                            : absl::StrCat(" without node ", absl::StrJoin(left_out, ", node "),
+                                                           " of the last generation (not back within the node timeout)"),
+                           ", resume from step ",
                            latest_.step(), ", restarts ", restarts_, " of ", config_.max_restarts,
                            journaled.ok() ? "" : absl::StrCat(" [journal: ", journaled.message(), "]")),
               now, deferred);

@@ -68,7 +68,8 @@ absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecor
         break;
       case v1::JournalRecord::kCommitted:
         ++commits_;
-        if (record.committed().step() > latest_.step()) latest_ = record.committed();
+        // >=: a later generation may commit the same step again (job_checkpoint.cc).
+        if (record.committed().step() >= latest_.step()) latest_ = record.committed();
         break;
       case v1::JournalRecord::kJobEnd:
         end = &record.job_end();

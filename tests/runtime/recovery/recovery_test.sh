@@ -15,10 +15,9 @@ SEEDS=("$@"); [ "${#SEEDS[@]}" -gt 0 ] || SEEDS=(1 2)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/colossus_recovery.XXXXXX")
 [ -n "${KEEP_WORK:-}" ] || trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$SRC/tests/runtime/recovery/launch_helpers.sh"
 
-head -c 100000 "$SRC/examples/data/kjv-pentateuch.txt" > text.txt
-"$DATA" encode --tokenizer byte --output ds --val-fraction 0.1 text.txt >/dev/null || fail "encode"
+prepare_data "$SRC"
 STEPS=400
 ARGS=(--preset tiny --train "$WORK/ds/train_*.bin" --steps $STEPS --threads 1 --global-batch 8
       --set training.batch_size=2 --set training.seq_len=32 --set sample.tokens=4
@@ -26,21 +25,6 @@ ARGS=(--preset tiny --train "$WORK/ds/train_*.bin" --steps $STEPS --threads 1 --
 
 bash "$SRC/examples/train_gpt/launch_local.sh" -n 2 --logs ref_logs -- "$TRAIN" "${ARGS[@]}" \
   --out "$WORK/ref" --checkpoint-dir "$WORK/ref_ckpt" >ref.txt 2>&1 || { cat ref.txt; fail "reference run"; }
-
-now() { date +%s.%N; }
-status_step() {  # status_step RUN_DIR GEN RANK -> the step in its status file, or -1
-  /usr/bin/python3 -c 'import json,sys
-try: print(json.load(open(sys.argv[1])).get("step", -1))
-except Exception: print(-1)' "$1/status/gen$2/rank$3.json"
-}
-worker_pid() {  # worker_pid RUN_DIR RANK: the train_gpt process of that rank of this job
-  for e in /proc/[0-9]*/environ; do
-    p=${e#/proc/}; p=${p%/environ}
-    { tr '\0' '\n' <"$e" | grep -qx "COLOSSUS_RUN_DIR=$1"; } 2>/dev/null || continue
-    { tr '\0' '\n' <"$e" | grep -qx "RANK=$2"; } 2>/dev/null || continue
-    [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$TRAIN" ] && { echo "$p"; return; }
-  done
-}
 
 run_with_failure() {  # run_with_failure NAME SIGNAL AT_STEP
   local name=$1 sig=$2 at=$3 run="$WORK/$1"
