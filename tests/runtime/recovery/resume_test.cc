@@ -1,7 +1,9 @@
 // Resume from a sharded checkpoint through the real Trainer: training to step 40 in one
 // go, and training to step 20, stopping, and running the same config again to step 40,
 // give bit-identical final weights and losses (ARCHITECTURE.md, principle 3), in one
-// process and on 2 data-parallel ranks (plain DP and ZeRO-1), checkpointing every 10.
+// process, on 2 data-parallel ranks (plain DP and ZeRO-1) and on 4 ranks as tensor
+// parallel 2 x data parallel 2 with ZeRO-1 (more TP layouts: tests/runtime/tp),
+// checkpointing every 10; a run whose optimizer differs is refused on every rank.
 #include <filesystem>
 #include <string>
 
@@ -30,23 +32,31 @@ TrainConfig ResumeConfig(const std::string& corpus, const std::string& checkpoin
   return c;
 }
 
-class ResumeTest : public ::testing::TestWithParam<std::pair<int, int>> {};
+struct Layout {
+  int ranks;  // 0: one process without a group
+  int zero;
+  int tp;
+};
+
+class ResumeTest : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(ResumeTest, StoppedAndResumedRunEqualsOneRunBitForBit) {
-  const auto [ranks, zero] = GetParam();
-  const std::string name = absl::StrCat("r", ranks, "z", zero);
+  const auto [ranks, zero, tp] = GetParam();
+  const std::string name = absl::StrCat("r", ranks, "z", zero, "t", tp);
   const std::string corpus = MakeCorpus("resume_" + name);
   const std::string base = TempDir(name);
   std::filesystem::remove_all(base);
 
   TrainConfig straight = ResumeConfig(corpus, base + "/ckpt_straight");
   straight.zero = zero;
+  straight.tensor_parallel = tp;
   const RunOutput a = RunTraining(straight, ranks, base + "/straight");
   ASSERT_TRUE(a.ok);
   ASSERT_EQ(a.losses.size(), 40u);
 
   TrainConfig first = ResumeConfig(corpus, base + "/ckpt_split");
   first.zero = zero;
+  first.tensor_parallel = tp;
   first.steps = 20;
   const RunOutput b1 = RunTraining(first, ranks, base + "/split1");
   ASSERT_TRUE(b1.ok);
@@ -93,11 +103,13 @@ TEST_P(ResumeTest, StoppedAndResumedRunEqualsOneRunBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ResumeTest,
-                         ::testing::Values(std::make_pair(0, 0), std::make_pair(2, 0),
-                                           std::make_pair(2, 1)),
+                         ::testing::Values(Layout{0, 0, 1}, Layout{2, 0, 1}, Layout{2, 1, 1},
+                                           Layout{4, 1, 2}),
                          [](const auto& info) {
-                           return absl::StrCat(info.param.first == 0 ? "OneProcess" : "Dp2",
-                                               info.param.second ? "Zero1" : "");
+                           const Layout& l = info.param;
+                           if (l.ranks == 0) return std::string("OneProcess");
+                           return absl::StrCat(l.tp > 1 ? absl::StrCat("Tp", l.tp) : "", "Dp",
+                                               l.ranks / l.tp, l.zero ? "Zero1" : "");
                          });
 
 }  // namespace

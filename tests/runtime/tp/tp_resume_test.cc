@@ -1,8 +1,9 @@
 // Checkpoints of tensor-parallel jobs through the real Trainer on real processes over
 // Gloo (tests/runtime/parallel's harness):
-//   - tp 2, tp 2 x dp 2, and tp 2 x dp 2 with ZeRO-1: 40 steps in one go and 20 steps,
-//     stop, the same command again to 40, give the same losses and bit-identical final
-//     weights; COMMIT.json records the layout it was saved at;
+//   - tp 2 and tp 2 x dp 2: 40 steps in one go and 20 steps, stop, the same command
+//     again to 40, give the same losses and bit-identical final weights; COMMIT.json
+//     records the layout it was saved at (tp 2 x dp 2 with ZeRO-1, and a refused config
+//     change: tests/runtime/recovery/resume_test.cc);
 //   - a tp 2 checkpoint resumes in one process, at dp 2, and at tp 2 x dp 2 with ZeRO-1,
 //     and the next losses match continuing at tp 2 (to reduction order);
 //   - colossus-export's loader reads a tp 2 checkpoint as the weights the job had;
@@ -100,7 +101,7 @@ TEST_P(TpResumeTest, StoppedAndResumedRunEqualsOneRunBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, TpResumeTest,
-                         ::testing::Values(Layout{2, 2, 0}, Layout{4, 2, 0}, Layout{4, 2, 1}),
+                         ::testing::Values(Layout{2, 2, 0}, Layout{4, 2, 0}),
                          [](const auto& info) {
                            const Layout& l = info.param;
                            return absl::StrCat("Tp", l.tp, "Dp", l.ranks / l.tp,
