@@ -8,6 +8,9 @@
 //       node_id order, ranks contiguous);
 //   (b) the NCCL id: all N*R ranks StoreWait on one GENERATION-scope key, then one rank
 //       Sets it; time from the Set to the last rank holding the value (each checked);
+//       then the same through node relays (load_relay.cc): one upstream wait per agent,
+//       --relay-sample agents running the real StoreRelay with R real local clients,
+//       whose local hop is measured (and again in --hop-trials quiet trials);
 //   (c) heartbeats: every agent opens its health stream and beats once a second with R
 //       RankHealth entries for --heartbeat-s: beats/s, the coordinator's CPU (cores,
 //       from utime+stime) and memory (VmRSS, VmHWM).
@@ -56,9 +59,9 @@ struct Row {
 };
 
 void PrintTable(const std::vector<Row>& rows) {
-  std::printf("%-11s %-44s %-24s %s\n", "phase", "figure", "value", "target");
+  std::printf("%-11s %-50s %-24s %s\n", "phase", "figure", "value", "target");
   for (const Row& r : rows) {
-    std::printf("%-11s %-44s %-24s %s\n", r.phase.c_str(), r.figure.c_str(), r.value.c_str(),
+    std::printf("%-11s %-50s %-24s %s\n", r.phase.c_str(), r.figure.c_str(), r.value.c_str(),
                 r.target.c_str());
   }
 }
@@ -80,6 +83,8 @@ int Main(int argc, char** argv) {
   std::vector<std::string> extra_args;
   bool held_deadlines = false;
   std::string phases = "abc";
+  int relay_sample = 16, hop_trials = 200;
+  std::string nccl_id = "both";
   app.add_option("--agents", agents, "simulated node agents (N)")->check(CLI::Range(1, 1 << 20));
   app.add_option("--ranks-per-agent", ranks, "ranks (GPUs) per agent")->check(CLI::Range(1, 1024));
   app.add_option("--heartbeat-s", heartbeat_s, "seconds of 1 Hz heartbeats measured (0: skip)");
@@ -95,6 +100,17 @@ int Main(int argc, char** argv) {
   app.add_option("--phases", phases,
                  "phases to run: a rendezvous (always), b NCCL id, c heartbeats ('ac' measures "
                  "heartbeat memory without the NCCL-id waits before it)")
+      ->capture_default_str();
+  app.add_option("--nccl-id", nccl_id, "phase (b): direct (every rank waits at the coordinator), "
+                 "relayed (one wait per agent through node relays) or both")
+      ->check(CLI::IsMember({"direct", "relayed", "both"}))
+      ->capture_default_str();
+  app.add_option("--relay-sample", relay_sample,
+                 "relayed: agents that run the real store relay with R real local clients")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--hop-trials", hop_trials, "relayed: quiet trials of the relay's local hop")
+      ->check(CLI::Range(0, 100000))
       ->capture_default_str();
   app.add_option("--run-dir", run_dir, "the coordinator's run directory (default: a fresh temp dir)");
   app.add_option("--coordinator-arg", extra_args, "extra flag for the coordinator (repeatable)")
@@ -213,7 +229,7 @@ int Main(int argc, char** argv) {
   if (!a.first_error.empty()) std::printf("rendezvous error: %s\n", a.first_error.c_str());
   if (!a.assignment_error.empty()) std::printf("assignment error: %s\n", a.assignment_error.c_str());
 
-  if (a.ok > 0 && phases.find('b') != std::string::npos) {
+  if (a.ok > 0 && phases.find('b') != std::string::npos && nccl_id != "relayed") {
     progress("(b) NCCL id");
     const Spent before_b = mark();
     const NcclIdFigures b = (*load)->NcclId();
@@ -233,6 +249,47 @@ int Main(int argc, char** argv) {
                     {"coordinator_rss_mib", MiB(b.coordinator_after.rss_bytes)}};
     spent_row("nccl id", before_b, &j["nccl_id"]);
     if (!b.first_error.empty()) std::printf("nccl id error: %s\n", b.first_error.c_str());
+  }
+
+  if (a.ok > 0 && phases.find('b') != std::string::npos && nccl_id != "direct") {
+    progress("(b) NCCL id through node relays");
+    const Spent before_r = mark();
+    const std::string socket_dir = run_dir + "/relays";
+    std::filesystem::create_directories(socket_dir);
+    const RelayedNcclIdFigures b = (*load)->RelayedNcclId(relay_sample, hop_trials, socket_dir);
+    all_ok &= b.failed == 0 && b.values_ok;
+    const std::string ph = "nccl relay";
+    rows.push_back({ph, absl::StrCat(b.upstream_waits, " upstream waits (", b.sampled, " real relays x ", ranks, ")"),
+                    Secs(b.issue_s), ""});
+    rows.push_back({ph, "until both processes quiet", Secs(b.settle_s), ""});
+    rows.push_back({ph, "Set round trip", Secs(b.set_rtt_s), ""});
+    rows.push_back({ph, absl::StrCat("Set -> last of ", b.upstream_waits, " agents' upstream answer"),
+                    Secs(b.set_to_last_upstream_s), ""});
+    rows.push_back({ph, "local hop in the fan-out: median / max", absl::StrFormat("%.2f / %.2f ms", b.hop_median_s * 1e3, b.hop_max_s * 1e3), ""});
+    rows.push_back({ph, absl::StrCat("local hop, ", b.hop_trials, " quiet trials: median/p99/max"),
+                    absl::StrFormat("%.2f / %.2f / %.2f ms", b.trial_hop_median_s * 1e3, b.trial_hop_p99_s * 1e3,
+                                    b.trial_hop_max_s * 1e3), ""});
+    rows.push_back({ph, "Set -> last sampled local rank (measured)", Secs(b.set_to_last_sampled_rank_s), ""});
+    rows.push_back({ph, absl::StrCat("Set -> last of ", agents * ranks, " ranks (upstream + max hop)"),
+                    Secs(b.set_to_last_rank_s), big ? "< 3 s" : ""});
+    rows.push_back({ph, "sampled relays: local waits -> upstream calls",
+                    absl::StrCat(b.relays_local_waits, " -> ", b.relays_upstream_calls), ""});
+    rows.push_back({ph, "values ok / failed",
+                    absl::StrCat(b.ok, " / ", b.failed, b.values_ok ? " (right)" : " (WRONG)"), "all ok"});
+    j["nccl_id_relayed"] = {{"upstream_waits", b.upstream_waits}, {"sampled_relays", b.sampled},
+                            {"issue_s", b.issue_s}, {"settle_s", b.settle_s}, {"set_rtt_s", b.set_rtt_s},
+                            {"set_to_last_upstream_s", b.set_to_last_upstream_s},
+                            {"hop_median_s", b.hop_median_s}, {"hop_max_s", b.hop_max_s},
+                            {"set_to_last_sampled_rank_s", b.set_to_last_sampled_rank_s},
+                            {"hop_trials", b.hop_trials}, {"trial_hop_median_s", b.trial_hop_median_s},
+                            {"trial_hop_p99_s", b.trial_hop_p99_s}, {"trial_hop_max_s", b.trial_hop_max_s},
+                            {"set_to_last_rank_s", b.set_to_last_rank_s},
+                            {"relays_local_waits", b.relays_local_waits},
+                            {"relays_upstream_calls", b.relays_upstream_calls}, {"ok", b.ok},
+                            {"failed", b.failed}, {"values_ok", b.values_ok},
+                            {"coordinator_rss_mib", MiB(b.coordinator_after.rss_bytes)}};
+    spent_row(ph.c_str(), before_r, &j["nccl_id_relayed"]);
+    if (!b.first_error.empty()) std::printf("nccl id (relayed) error: %s\n", b.first_error.c_str());
   }
 
   if (a.ok > 0 && heartbeat_s > 0 && phases.find('c') != std::string::npos) {

@@ -77,6 +77,34 @@ struct NcclIdFigures {
   ProcSample coordinator_after;
 };
 
+// (b, relayed) The same NCCL id through node relays: one upstream StoreWait per agent.
+// Every agent but the sampled ones is simulated by that one upstream wait; each sampled
+// agent runs the real StoreRelay (launcher/agent) with R real CoordinatorClients over
+// its unix socket, so the local hop is measured, not assumed.
+struct RelayedNcclIdFigures {
+  int upstream_waits = 0;      // one per agent
+  int sampled = 0;             // agents with a real relay and R local clients
+  double issue_s = 0;          // issuing every wait (upstream and local)
+  double settle_s = 0;         // until both processes were quiet
+  double set_rtt_s = 0;
+  double set_to_last_upstream_s = 0;  // Set sent -> last agent's upstream answer
+  // Local hop of the sampled relays during the fan-out: the relay's upstream answer ->
+  // the last of its R clients holding the value (median and max over the sample).
+  double hop_median_s = 0, hop_max_s = 0;
+  double set_to_last_sampled_rank_s = 0;  // Set sent -> last local rank of the sample
+  // The same hop on a quiet machine, `trials` times through one relay.
+  int hop_trials = 0;
+  double trial_hop_median_s = 0, trial_hop_p99_s = 0, trial_hop_max_s = 0;
+  // The figure against the target: Set -> last upstream answer + the largest hop seen.
+  double set_to_last_rank_s = 0;
+  int64_t relays_upstream_calls = 0;  // StoreWaits the sampled relays sent (want: sampled)
+  int64_t relays_local_waits = 0;     // StoreWaits they took (want: sampled * R)
+  int ok = 0, failed = 0;
+  std::string first_error;
+  bool values_ok = false;
+  ProcSample coordinator_after;
+};
+
 struct HeartbeatFigures {
   int streams_open = 0, streams_failed = 0;
   std::string first_error;
@@ -106,6 +134,10 @@ class LoadAgents {
   // (b) Every rank StoreWaits on one key; once both processes are quiet, one rank Sets
   // it; checks every rank got the value.
   NcclIdFigures NcclId();
+  // (b, relayed) One upstream StoreWait per agent (`sample` of them through a real
+  // StoreRelay with R local clients, sockets under `socket_dir`), then one Set; then
+  // `hop_trials` quiet trials of the local hop through one relay.
+  RelayedNcclIdFigures RelayedNcclId(int sample, int hop_trials, const std::string& socket_dir);
   // (c) Every agent opens its health stream and beats once a second (R RankHealth
   // entries) for `duration` after a warm-up second.
   HeartbeatFigures Heartbeats(absl::Duration duration);

@@ -2,7 +2,10 @@
 # The coordinator's scale figures (issue 8, "Scale"): colossus-coordinator-load at
 # 1,250, 12,500 and 25,000 agents x 8 ranks on this machine, one run after another, plus
 # one 12,500-agent run without the NCCL-id phase (--phases ac) so that the heartbeat
-# phase's memory is not the 100,000 held waits' before it.
+# phase's memory is not the 100,000 held waits' before it. Each run with phase (b) times
+# the NCCL id twice, side by side: direct (every rank waits at the coordinator) and
+# relayed (one wait per agent through node relays, a sample of them real StoreRelays
+# with 8 real local clients, plus quiet trials of the local hop).
 #
 #   bench/coordinator/run_scale_bench.sh [BUILD_DIR]      (default build/release)
 #

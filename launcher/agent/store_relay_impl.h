@@ -99,7 +99,8 @@ class StoreRelay::Impl final : public v1::Coordinator::CallbackService {
                                     Call call);
 
   // ---- coalesced waits (store_relay_wait.cc); *Locked: REQUIRES mu_ held ----
-  void JoinGroupLocked(Waiter* w, absl::Time now, Pending* pending);
+  // Puts w into the open group for its keys (opening one, to be started, if none).
+  void JoinGroupLocked(Waiter* w, Pending* pending);
   void StartAttempt(const std::shared_ptr<Group>& g);
   void StartProbe(const std::shared_ptr<Probe>& p);
   void OnGroupAnswered(const std::shared_ptr<Group>& g, const grpc::Status& status);

@@ -66,14 +66,14 @@ grpc::ServerUnaryReactor* StoreRelay::Impl::StoreWait(grpc::CallbackServerContex
       local_waits_.fetch_add(1, std::memory_order_relaxed);
       w->id = next_id_++;
       waiters_.emplace(w->id, w);
-      JoinGroupLocked(w, now, &pending);
+      JoinGroupLocked(w, &pending);
     }
   }
   Deliver(std::move(pending));
   return w;
 }
 
-void StoreRelay::Impl::JoinGroupLocked(Waiter* w, absl::Time now, Pending* pending) {
+void StoreRelay::Impl::JoinGroupLocked(Waiter* w, Pending* pending) {
   const std::string key = w->coalesce ? GroupKey(*w->request) : absl::StrCat("#", w->id);
   std::shared_ptr<Group>& slot = groups_[key];
   if (slot == nullptr) {
@@ -93,7 +93,6 @@ void StoreRelay::Impl::JoinGroupLocked(Waiter* w, absl::Time now, Pending* pendi
   } else if (w->deadline != absl::InfiniteFuture()) {
     when = w->deadline + options_.call_timeout;  // safety net: the group owes an answer
   }
-  (void)now;
   if (when != absl::InfiniteFuture()) {
     w->timer = ArmLocked(when, [this, id = w->id] { OnWaiterTimer(id); });
   }
@@ -155,7 +154,7 @@ void StoreRelay::Impl::OnGroupAnswered(const std::shared_ptr<Group>& g, const gr
           // It outlives this hold: the next upstream wait is its (and its peers') own.
           DisarmLocked(w->timer);
           w->timer = 0;
-          JoinGroupLocked(w, now, &pending);
+          JoinGroupLocked(w, &pending);
         } else {
           AnswerLocked(w, status, status.ok() ? &g->response : nullptr, &pending);
         }
@@ -174,7 +173,6 @@ void StoreRelay::Impl::OnWaiterTimer(uint64_t waiter_id) {
     if (it == waiters_.end()) return;
     Waiter* w = it->second;
     w->timer = 0;
-    const absl::Time now = absl::Now();
     if (w->group != nullptr && w->deadline < w->group->hold_until) {
       // Its own deadline, before the shared wait's: ask once more, briefly, so that the
       // answer names exactly the keys still missing (or has the values after all).
@@ -200,7 +198,6 @@ void StoreRelay::Impl::OnWaiterTimer(uint64_t waiter_id) {
                                              " after its timeout")),
                    nullptr, &pending);
     }
-    (void)now;
   }
   Deliver(std::move(pending));
 }
