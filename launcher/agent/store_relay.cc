@@ -62,6 +62,13 @@ absl::Status StoreRelay::Impl::Listen() {
   grpc::ServerBuilder builder;
   int bound = 0;
   builder.AddListeningPort(target_, grpc::InsecureServerCredentials(), &bound);
+  // Workers' clients ping every keepalive_time (60 s) while a call is open, and a
+  // StoreWait may be held for many minutes: accept pings as colossus-coordinator does
+  // (a default gRPC server may answer pings more frequent than one per 5 minutes on a
+  // connection that sends no data with GOAWAY "too_many_pings"). Not reproduced here with
+  // 200 ms pings on the unix socket; kept for parity with the coordinator's settings.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(this);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || bound == 0) {
