@@ -2,17 +2,18 @@
 # Storage faults in a running job under colossus-launch, end to end on the CPU: 2
 # train_gpt workers (Gloo) on one local node, checkpointing every 40 steps through the
 # coordinator.
-#   full: the checkpoint directory is a small tmpfs this script mounts. After step 40 is
-#     committed the disk is filled. The saves that follow fail: the job keeps training
-#     (no restart), rank 0's log names the shard file and "No space left on device",
-#     step 40 stays the latest (status, COMMIT.json) and intact, and no later step is
-#     committed while the disk is full. Once space is freed the next save commits, and
-#     the job finishes. Skipped (77) when tmpfs cannot be mounted here.
-#   corrupt: after step 80 is committed, bytes in the middle of rank 1's shard of step
-#     80 are flipped and rank 1 is SIGKILLed. The job restarts exactly once, falls back
-#     to step 40 naming the bad file, saves and commits step 80 again (generation 2, no
-#     failed save), finishes (exit 0), and its final weights equal a run without failure
-#     bit for bit.
+#   full: the checkpoint directory is a small tmpfs this script mounts. Once step 40 is
+#     committed the workers are paused at the latest commit L and the disk is filled.
+#     The saves that follow fail: the job keeps training (no restart), rank 0's log
+#     names the shard file and "No space left on device", step L stays the latest
+#     (status, COMMIT.json) and intact, and no later step is committed while the disk
+#     is full. Once space is freed the next save commits, and the job finishes.
+#     Skipped (77) when tmpfs cannot be mounted here.
+#   corrupt: once step 80 (or a later L) is committed, bytes in the middle of rank 1's
+#     shard of step L are flipped and rank 1 is SIGKILLed. The job restarts exactly
+#     once, falls back to step L-40 naming the bad file, saves and commits step L again
+#     (generation 2, no failed save), finishes (exit 0), and its final weights equal a
+#     run without failure bit for bit.
 #   storage_fault_test.sh TRAIN_GPT COLOSSUS_LAUNCH COLOSSUS_DATA SOURCE_DIR [full|corrupt]...
 set -u
 TRAIN=$(realpath "$1"); LAUNCH=$(realpath "$2"); DATA=$(realpath "$3"); SRC=$(realpath "$4")
