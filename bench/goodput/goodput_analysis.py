@@ -15,6 +15,13 @@ The loss, wall - useful, is broken down into
   tail     = from the last step to colossus-launch's exit (final save, weights, teardown)
   other    = the rest: step times above the clean median, the step cut short by each
              kill, and the observation's own delays (at most one poll period per line)
+The same with the run's own step times (goodput_own; the load of a shared machine may
+change between the clean run and this one, which moves the first figure but not this):
+  useful_own = the step times (rank 0's step_ms) of the last execution of each step
+  loss_own   = redone (the step times of the executions that were redone), restart,
+               partial_step (from the last step done before each kill to the kill),
+               checkpoint_stall, tail, and between_steps: the rest (time outside step_ms
+               between steps: metrics, status file, the checkpoint call's own overhead)
 """
 
 import re
@@ -90,10 +97,14 @@ def analyse(job, median_s):
             f["kill_to_first_step_done_s"] = first["t"] - k["t"]
             f["kill_to_next_step_start_s"] = t_next - k["t"]
             # Where the restart time goes, from the launcher's own lines (None: not seen).
+            # The patterns are anchored: a failure's reason repeats the killed rank's last
+            # output lines, which may hold an earlier "resumed from step".
             marks = {
-                "failure_reported_s": _first_after(lines, k["t"], t_next, r"failed|killed|signal 9"),
-                "generation_formed_s": _first_after(lines, k["t"], t_next, r"generation \d+ formed"),
-                "resumed_s": _first_after(lines, k["t"], first["t"], r"resumed from step"),
+                "failure_reported_s": _first_after(lines, k["t"], t_next, r"^\[colossus\] rank \d+ .*failed"),
+                "generation_formed_s": _first_after(lines, k["t"], t_next, r"^\[colossus\] generation \d+ formed"),
+                "workers_started_s": _first_after(lines, k["t"], t_next, r"^\[agent [^]]*\] started \d+ worker"),
+                "worker_first_line_s": _first_after(lines, k["t"], t_next, r"^\[rank \d+\] colossus: "),
+                "resumed_s": _first_after(lines, k["t"], first["t"], r"^\[rank \d+\] colossus: resumed from step"),
             }
             f["marks_after_kill"] = {key: (None if t is None else round(t - k["t"], 3))
                                      for key, t in marks.items()}
@@ -107,6 +118,19 @@ def analyse(job, median_s):
     other = wall - useful - redone - restart - stall - tail
     own = [s["step_ms"] for s in steps if s["step"] >= WARMUP_STEPS]
     own_median = statistics.median(own) / 1e3 if own else float("nan")
+
+    # The same accounting with this run's own step times: immune to the load on a shared
+    # machine changing between the clean run and this one. A step's last execution is
+    # the one that counts; earlier ones were redone.
+    last_run = {s["step"]: i for i, s in enumerate(steps)}
+    useful_own = sum(steps[i]["step_ms"] for i in last_run.values()) / 1e3
+    redone_own = sum(s["step_ms"] for i, s in enumerate(steps) if last_run[s["step"]] != i) / 1e3
+    partial = 0.0  # from the last step completed before each kill to the kill
+    for k in job["kills"]:
+        before = [s["t"] for s in steps if s["gen"] == k["gen"] and s["t"] <= k["t"]]
+        if before:
+            partial += k["t"] - before[-1]
+    gaps = wall - useful_own - redone_own - restart - partial - stall - tail
 
     out.update({
         "steps_completed": completed,
@@ -130,6 +154,16 @@ def analyse(job, median_s):
             "checkpoint_stall": stall,
             "tail": tail,
             "other": other,
+        },
+        "useful_own_s": useful_own,
+        "goodput_own": useful_own / wall,
+        "loss_own_s": {
+            "redone": redone_own,
+            "restart": restart,
+            "partial_step": partial,
+            "checkpoint_stall": stall,
+            "tail": tail,
+            "between_steps": gaps,
         },
         "failures": failures,
     })

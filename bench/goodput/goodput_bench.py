@@ -121,6 +121,9 @@ def one_run(a, work, tag, interval, fail_at, fail_ranks, train_glob):
         worker_args=worker_args(a, train_glob, interval), workers=a.workers,
         fail_at_steps=fail_at, fail_ranks=fail_ranks, max_restarts=len(fail_at) + 2,
         backoff_s=a.backoff, timeout_s=a.timeout)
+    # Everything observed, for analysis after the fact (goodput_analysis.analyse).
+    with open(os.path.join(run_dir, "observed.json"), "w") as f:
+        json.dump(job, f)
     return job
 
 
@@ -128,40 +131,50 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def print_run(r):
-    if "error" in r:
-        print("%-10s %s (exit %s)" % (r["name"], r["error"], r["exit_code"]))
-        return
-    loss = r["loss_s"]
-    print("%-10s %5d %4d/%-4d %4d %8.1f %8.1f %8.1f %7.1f%% %7.1f%% | %4d %6.1f %6.2f %6.2f %5.2f %6.2f | %4.2f %s"
-          % (r["name"], r["steps_completed"], r["failures_injected"], r["restarts_seen"],
-             r["interval"], r["wall_from_launch_s"], r["wall_s"], r["useful_s"],
-             100 * r["goodput"], 100 * r["goodput_from_launch"],
-             loss["redone_steps"], loss["redone"], loss["restart"], loss["checkpoint_stall"],
-             loss["tail"], loss["other"], r["foreign_load_cores"],
-             "" if r["exit_code"] == 0 else "EXIT %s" % r["exit_code"]))
-
-
-HEADER = ("%-10s %5s %9s %4s %8s %8s %8s %8s %8s | %4s %6s %6s %6s %5s %6s | %4s"
-          % ("run", "steps", "fail/rst", "ckpt", "launch_s", "wall_s", "useful_s", "goodput",
-             "(launch)", "redo", "redo_s", "rstrt_s", "stall_s", "tail", "other", "load"))
+def print_tables(results):
+    print("%-10s %5s %9s %5s %9s %8s %8s %8s %9s %8s %6s"
+          % ("run", "steps", "kills/rst", "ckpt", "launch_s", "wall_s", "useful_s", "goodput",
+             "(launch)", "step_ms", "load"))
+    for r in results:
+        if "error" in r:
+            print("%-10s %s (exit %s)" % (r["name"], r["error"], r["exit_code"]))
+            continue
+        print("%-10s %5d %4d/%-4d %5d %9.1f %8.1f %8.1f %7.1f%% %8.1f%% %8.1f %6.2f%s"
+              % (r["name"], r["steps_completed"], r["failures_injected"], r["restarts_seen"],
+                 r["interval"], r["wall_from_launch_s"], r["wall_s"], r["useful_s"],
+                 100 * r["goodput"], 100 * r["goodput_from_launch"], 1e3 * r["median_step_s"],
+                 r["foreign_load_cores"], "" if r["exit_code"] == 0 else "  EXIT %s" % r["exit_code"]))
+    print("\nwhere the time goes (seconds; 'other' = wall - useful - the rest)")
+    print("%-10s %5s %7s %8s %7s %6s %7s | %8s %7s %8s %7s %7s"
+          % ("run", "redo", "redo_s", "restart", "stall", "tail", "other",
+             "own:gput", "redo_s", "partial", "between", "startup"))
+    for r in results:
+        if "error" in r:
+            continue
+        l, o = r["loss_s"], r["loss_own_s"]
+        print("%-10s %5d %7.1f %8.2f %7.2f %6.2f %7.1f | %7.1f%% %7.1f %8.2f %7.1f %7.2f"
+              % (r["name"], l["redone_steps"], l["redone"], l["restart"], l["checkpoint_stall"],
+                 l["tail"], l["other"], 100 * r["goodput_own"], o["redone"], o["partial_step"],
+                 o["between_steps"], r["startup_s"]))
 
 
 def print_failures(r):
     for i, f in enumerate(r.get("failures", [])):
         m = f.get("marks_after_kill", {})
         print("    kill %d: rank %d after step %d (planned %d) -> resumed at %s, redone %s; "
-              "kill -> reported %s, generation formed %s, resumed %s, next step starts %s, "
-              "first step done %s s"
+              "kill -> reported %s, generation formed %s, workers started %s, first worker line %s, "
+              "resumed %s, next step starts %s, first step done %s s"
               % (i + 1, f["rank"], f["killed_after_step"], f["planned_step"],
                  f.get("resumed_at_step", "-"), f.get("redone_steps", "-"),
                  fmt(m.get("failure_reported_s"), ".3f"), fmt(m.get("generation_formed_s"), ".3f"),
+                 fmt(m.get("workers_started_s"), ".3f"), fmt(m.get("worker_first_line_s"), ".3f"),
                  fmt(m.get("resumed_s"), ".3f"), fmt(f.get("kill_to_next_step_start_s"), ".3f"),
                  fmt(f.get("kill_to_first_step_done_s"), ".3f")))
 
 
 def main(argv):
     a = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # each round's tables as soon as they exist
     work = a.work or tempfile.mkdtemp(prefix="colossus_goodput.", dir=os.environ.get("TMPDIR"))
     os.makedirs(work, exist_ok=True)
     with open("/proc/loadavg") as f:
@@ -186,15 +199,14 @@ def main(argv):
             runs.append((one_run(a, work, tag, interval, fail_at, fail_ranks, train_glob), interval))
         print("\nround %d: clean median step %.1f ms (rank 0, steps >= %d)"
               % (rep + 1, median_s * 1e3, goodput_analysis.WARMUP_STEPS))
-        print(HEADER)
         round_results = []
         for job, interval in runs:
             r = goodput_analysis.analyse(job, median_s)
             r["interval"] = interval
             r["clean_median_step_s"] = median_s
             r["round"] = rep + 1
-            print_run(r)
             round_results.append(r)
+        print_tables(round_results)
         for r in round_results[1:]:
             print(r["name"] + ":")
             print_failures(r)
