@@ -6,7 +6,7 @@ label slow). It asserts what the benchmark claims to do, never how fast anything
   - each failure run injected every planned SIGKILL, and the coordinator restarted the
     job exactly once per kill (its "restart N of M" lines), each kill followed by a new
     generation that resumed at or before the step it was killed after;
-  - the loss breakdown has its fields, and its parts add up to wall - useful.
+  - both loss breakdowns have their fields, and their parts add up to wall - useful.
 
   goodput_smoke_test.py TRAIN_GPT COLOSSUS_LAUNCH COLOSSUS_DATA
 """
@@ -51,7 +51,7 @@ def main(argv):
         fail("no failure planned in %d steps at one every %d" % (cfg["steps"], cfg["every"]))
     fields = ["steps_completed", "failures_injected", "restarts_seen", "wall_s",
               "wall_from_launch_s", "useful_s", "goodput", "goodput_from_launch", "loss_s",
-              "clean_median_step_s", "failures"]
+              "clean_median_step_s", "failures", "goodput_own", "useful_own_s", "loss_own_s"]
     for r in runs:
         for field in fields:
             if field not in r:
@@ -72,6 +72,15 @@ def main(argv):
         parts = loss["redone"] + loss["restart"] + loss["checkpoint_stall"] + loss["tail"] + loss["other"]
         if abs(r["useful_s"] + parts - r["wall_s"]) > 1e-6:
             fail("%s: useful %.6f + losses %.6f != wall %.6f" % (r["name"], r["useful_s"], parts, r["wall_s"]))
+        own = r["loss_own_s"]
+        parts = sum(own[k] for k in ("redone", "restart", "partial_step", "checkpoint_stall", "tail",
+                                     "between_steps"))
+        if abs(r["useful_own_s"] + parts - r["wall_s"]) > 1e-6:
+            fail("%s: own useful %.6f + losses %.6f != wall %.6f"
+                 % (r["name"], r["useful_own_s"], parts, r["wall_s"]))
+        if (own["redone"] > 0) != (loss["redone_steps"] > 0):
+            fail("%s: %d steps redone but %.3f s of redone step time"
+                 % (r["name"], loss["redone_steps"], own["redone"]))
 
     clean, failed = runs[0], runs[1:]
     if clean["failures_injected"] != 0 or clean["restarts_seen"] != 0:
