@@ -363,6 +363,19 @@ absl::StatusOr<v1::CheckpointRef> CoordinatorClient::GetLatestCheckpoint() {
   return ref;
 }
 
+absl::StatusOr<v1::CheckpointRef> CoordinatorClient::InvalidateCheckpoints(
+    v1::InvalidateCheckpointsRequest request) {
+  *request.mutable_header() = Header();
+  // Idempotent: a repeat finds nothing newer than the resumed step to invalidate.
+  Rpc rpc("InvalidateCheckpoints", absl::StrCat("after step ", request.resumed().step()), true);
+  v1::CheckpointRef ref;
+  absl::Status s = Invoke(rpc, [&](grpc::ClientContext* context) {
+    return FromGrpc(stubs_->stub->InvalidateCheckpoints(context, request, &ref));
+  });
+  if (!s.ok()) return s;
+  return ref;
+}
+
 absl::StatusOr<v1::JobStatus> CoordinatorClient::GetJobStatus() {
   v1::JobStatusRequest request;
   *request.mutable_header() = Header();

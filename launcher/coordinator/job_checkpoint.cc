@@ -1,14 +1,20 @@
 // JobState's checkpoint commit: shard reports made durable in batches, then counted; a
-// complete step journaled as committed, and only then the latest.
+// complete step journaled as committed, and only then the latest. Invalidation: committed
+// steps the workers could not load, journaled, and the step they resumed from latest again.
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "colossus/launcher/job_state.h"
 
 namespace colossus::launcher {
 namespace {
 
 constexpr int32_t kMaxShards = 1 << 24;
+// Commits remembered for invalidation to fall back to (a ref is ~100 bytes), and
+// invalidated steps shown in JobStatus.
+constexpr size_t kMaxCommitHistory = 4096;
+constexpr size_t kMaxInvalidShown = 16;
 
 // Whether `r` is another generation's save of the step `latest` committed (after a
 // resume that fell back past it), rather than a retry of a report that committed it.
@@ -100,7 +106,7 @@ absl::Status JobState::CommitLocked(int64_t step, absl::Time now, Deferred* defe
                                                "committed: journal append failed: ",
                                                s.message()));
   }
-  latest_ = *ref;
+  RecordCommitLocked(*ref);
   ++commits_;
   pending_steps_.erase(pending_steps_.begin(), pending_steps_.upper_bound(step));
   EventLocked(v1::JobEvent::KIND_CHECKPOINT_COMMITTED, "", -1, step,
@@ -116,6 +122,101 @@ v1::ShardAck JobState::AckLocked(int64_t step, int32_t received, bool committed)
   ack.set_received(received);
   *ack.mutable_latest() = latest_;
   return ack;
+}
+
+void JobState::RecordCommitLocked(const v1::CheckpointRef& ref) {
+  committed_[ref.step()] = ref;
+  while (committed_.size() > kMaxCommitHistory) committed_.erase(committed_.begin());
+  // >=: a later generation may commit the same step again (after an invalidation, or an
+  // older worker's fallback that did not report one).
+  if (ref.step() >= latest_.step()) latest_ = ref;
+}
+
+void JobState::ApplyInvalidationLocked(const v1::InvalidationRecord& record) {
+  latest_ = record.latest();
+  committed_.erase(committed_.upper_bound(latest_.step()), committed_.end());
+  // Known from now on even when the workers told it (a later invalidation may pass it).
+  if (latest_.step() > 0) committed_[latest_.step()] = latest_;
+  // Oldest first: the record lists the newest first.
+  for (auto it = record.invalid().rbegin(); it != record.invalid().rend(); ++it) {
+    invalid_.push_back(*it);
+  }
+  if (invalid_.size() > kMaxInvalidShown) {
+    invalid_.erase(invalid_.begin(), invalid_.end() - static_cast<ptrdiff_t>(kMaxInvalidShown));
+  }
+}
+
+absl::StatusOr<v1::CheckpointRef> JobState::InvalidateCheckpoints(
+    const v1::InvalidateCheckpointsRequest& request, absl::Time now) {
+  Deferred deferred;
+  absl::MutexLock lock(&mu_);
+  if (!shutdown_.ok()) return shutdown_;
+  if (IsFinalPhase(phase_)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", config_.job_id, " has ended (", v1::JobPhase_Name(phase_), ")"));
+  }
+  if (absl::Status s = CheckCurrentLocked(request.header().generation(), "InvalidateCheckpoints");
+      !s.ok()) {
+    return s;
+  }
+  const int64_t resumed = request.resumed().step();
+  if (resumed < 0 || resumed > latest_.step()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "InvalidateCheckpoints.resumed.step ", resumed, " must be in [0, ", latest_.step(),
+        "] (the latest committed step)"));
+  }
+  if (resumed == latest_.step()) return latest_;  // nothing newer: a repeat, or no fallback
+
+  v1::JournalRecord journal_record;
+  v1::InvalidationRecord* record = journal_record.mutable_invalidated();
+  // The coordinator's own record of the resumed step, when it has one (generation and
+  // all); otherwise what the workers loaded (a commit older than the history, or one
+  // made before this job had a coordinator).
+  if (resumed > 0) {
+    auto known = committed_.find(resumed);
+    if (known != committed_.end()) {
+      *record->mutable_latest() = known->second;
+    } else {
+      v1::CheckpointRef* ref = record->mutable_latest();
+      ref->set_step(resumed);
+      ref->set_directory(request.resumed().directory());
+      ref->set_num_shards(request.resumed().num_shards());
+    }
+  }
+  std::vector<int64_t> steps;
+  for (auto it = committed_.rbegin(); it != committed_.rend() && it->first > resumed; ++it) {
+    v1::InvalidCheckpoint* bad = record->add_invalid();
+    bad->set_step(it->first);
+    bad->set_directory(it->second.directory());
+    bad->set_generation(generation_);
+    for (const v1::InvalidCheckpoint& told : request.invalid()) {
+      if (told.step() == it->first) {
+        bad->set_reason(told.reason());
+        break;
+      }
+    }
+    if (bad->reason().empty()) {
+      bad->set_reason(absl::StrCat("not loaded by the workers of generation ", generation_,
+                                   " (they resumed from step ", resumed, ")"));
+    }
+    steps.push_back(it->first);
+  }
+  if (absl::Status s = JournalLocked(journal_record); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("checkpoint steps after ", resumed,
+                                               " not invalidated: journal append failed: ",
+                                               s.message()));
+  }
+  ApplyInvalidationLocked(*record);
+  const v1::InvalidCheckpoint& newest = record->invalid(0);
+  EventLocked(v1::JobEvent::KIND_CHECKPOINT_INVALIDATED, "", -1, newest.step(),
+              absl::StrCat("checkpoint step ", newest.step(), " invalid: ", newest.reason(),
+                           "; the workers resumed from step ", resumed,
+                           resumed > 0 ? ", now the latest" : " (none loaded: started over)",
+                           steps.size() > 1 ? absl::StrCat(" (steps ", absl::StrJoin(steps, ", "),
+                                                           " invalidated)")
+                                            : ""),
+              now, &deferred);
+  return latest_;
 }
 
 v1::CheckpointRef JobState::LatestCheckpoint() const {

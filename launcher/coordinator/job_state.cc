@@ -68,8 +68,10 @@ absl::StatusOr<std::string> JobState::Restore(const std::vector<v1::JournalRecor
         break;
       case v1::JournalRecord::kCommitted:
         ++commits_;
-        // >=: a later generation may commit the same step again (job_checkpoint.cc).
-        if (record.committed().step() >= latest_.step()) latest_ = record.committed();
+        RecordCommitLocked(record.committed());
+        break;
+      case v1::JournalRecord::kInvalidated:
+        ApplyInvalidationLocked(record.invalidated());
         break;
       case v1::JournalRecord::kJobEnd:
         end = &record.job_end();
@@ -341,6 +343,7 @@ v1::JobStatus JobState::StatusLocked(absl::Time now) const {
   s.set_max_restarts(config_.max_restarts);
   s.set_world_size(world_size_);
   *s.mutable_latest_checkpoint() = latest_;
+  for (const v1::InvalidCheckpoint& bad : invalid_) *s.add_invalid_checkpoints() = bad;
   s.set_reason(reason_);
   int64_t min_step = -1;
   int64_t max_step = -1;

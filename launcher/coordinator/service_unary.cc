@@ -1,5 +1,5 @@
 // The RPCs answered at once on the queue's thread: Leave, the store (except Wait),
-// GetLatestCheckpoint, GetJobStatus, StopJob.
+// GetLatestCheckpoint, InvalidateCheckpoints, GetJobStatus, StopJob.
 #include <memory>
 #include <utility>
 
@@ -132,6 +132,16 @@ struct GetLatestCheckpointTraits {
   }
 };
 
+struct InvalidateCheckpointsTraits {
+  COLOSSUS_UNARY_TRAITS(InvalidateCheckpoints, InvalidateCheckpointsRequest, CheckpointRef)
+  static grpc::Status Handle(ServiceContext& ctx, const Request& r, Response* out) {
+    absl::StatusOr<v1::CheckpointRef> latest = ctx.state->InvalidateCheckpoints(r, absl::Now());
+    if (!latest.ok()) return ToGrpc(latest.status());
+    *out = *std::move(latest);
+    return grpc::Status::OK;
+  }
+};
+
 struct GetJobStatusTraits {
   COLOSSUS_UNARY_TRAITS(GetJobStatus, JobStatusRequest, JobStatus)
   static grpc::Status Handle(ServiceContext& ctx, const Request&, Response* out) {
@@ -162,6 +172,7 @@ void PostUnaryCalls(ServiceContext* ctx, grpc::ServerCompletionQueue* cq, int pe
     UnaryCall<StoreCompareSetTraits>::Post(ctx, cq);
     UnaryCall<StoreDeleteTraits>::Post(ctx, cq);
     UnaryCall<GetLatestCheckpointTraits>::Post(ctx, cq);
+    UnaryCall<InvalidateCheckpointsTraits>::Post(ctx, cq);
     UnaryCall<GetJobStatusTraits>::Post(ctx, cq);
     UnaryCall<StopJobTraits>::Post(ctx, cq);
   }

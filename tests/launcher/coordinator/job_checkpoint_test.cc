@@ -1,6 +1,8 @@
 // Checkpoint commit: a step is latest only once every shard is in and its commit is
 // journaled; duplicates count once; zombies are refused; a coordinator restarted between
-// two shard reports still commits when the last one arrives.
+// two shard reports still commits when the last one arrives; steps the workers could not
+// load are invalidated (journaled, replayed, shown, saved again).
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "job_test_util.h"
@@ -189,6 +191,144 @@ TEST(JobCheckpoint, FailedCommitAppendIsRetriedByTheNextReport) {
   EXPECT_TRUE(ack->committed());
   EXPECT_EQ(state.LatestCheckpoint().step(), 9);
   EXPECT_TRUE(journal.records.back().has_committed());
+}
+
+// Commits every shard of `step` in `generation` (four ranks, directory /c/<step>).
+void CommitStep(JobState& state, int64_t generation, int64_t step) {
+  for (int rank = 0; rank < 4; ++rank) {
+    absl::StatusOr<v1::ShardAck> ack =
+        Report(state, MakeShard(generation, step, rank, 4, absl::StrCat("/c/", step)), T0());
+    ASSERT_TRUE(ack.ok()) << ack.status();
+  }
+  ASSERT_EQ(state.LatestCheckpoint().step(), step);
+}
+
+// Moves the job to generation `next` (formed): rank 2 of node a fails.
+void Restart(JobState& state, int64_t next) {
+  auto sink = std::make_shared<RecordingSink>();
+  absl::StatusOr<uint64_t> id = state.OpenHealthStream(MakeHealth("a", next - 1), sink, T0());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(state.Beat(*id, MakeHealth("a", next - 1, {MakeRank(2, v1::RANK_STATE_FAILED, 1)}), T0()).ok());
+  Form(state, next);
+  ASSERT_EQ(state.generation(), next);
+}
+
+v1::InvalidateCheckpointsRequest Invalidate(int64_t generation, int64_t resumed,
+                                            int64_t bad_step, const std::string& reason) {
+  v1::InvalidateCheckpointsRequest r;
+  r.mutable_header()->set_job_id("job");
+  r.mutable_header()->set_generation(generation);
+  r.mutable_resumed()->set_step(resumed);
+  r.mutable_resumed()->set_directory(absl::StrCat("/c/", resumed));
+  r.mutable_resumed()->set_num_shards(4);
+  v1::InvalidCheckpoint* bad = r.add_invalid();
+  bad->set_step(bad_step);
+  bad->set_directory(absl::StrCat("/c/", bad_step));
+  bad->set_reason(reason);
+  return r;
+}
+
+TEST(JobCheckpoint, FallbackPastACorruptStepIsJournaledShownAndTheStepSavedAgain) {
+  MemoryJournal journal;
+  JobEvents events;
+  JobState state(Config(), &journal, nullptr, &events);
+  Form(state);
+  CommitStep(state, 1, 40);
+  CommitStep(state, 1, 80);
+  Restart(state, 2);
+  const std::string why = "rank 1: /c/80/shard-1-of-4.bin: block 2 checksum 0badc0de, header says 12345678";
+
+  // Refused: a zombie of generation 1, a resumed step newer than the latest.
+  absl::StatusOr<v1::CheckpointRef> refused = state.InvalidateCheckpoints(Invalidate(1, 40, 80, why), T0());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  refused = state.InvalidateCheckpoints(Invalidate(2, 120, 80, why), T0());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("resumed.step 120"));
+  EXPECT_EQ(state.LatestCheckpoint().step(), 80);
+
+  absl::StatusOr<v1::CheckpointRef> latest = state.InvalidateCheckpoints(Invalidate(2, 40, 80, why), T0());
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->step(), 40);
+  EXPECT_EQ(latest->generation(), 1) << "the coordinator's own record of step 40";
+  EXPECT_EQ(state.LatestCheckpoint().step(), 40);
+  v1::JobStatus status = state.Status(T0());
+  EXPECT_EQ(status.latest_checkpoint().step(), 40);
+  ASSERT_EQ(status.invalid_checkpoints_size(), 1);
+  EXPECT_EQ(status.invalid_checkpoints(0).step(), 80);
+  EXPECT_EQ(status.invalid_checkpoints(0).reason(), why);
+  EXPECT_EQ(status.invalid_checkpoints(0).generation(), 2);
+  int invalidated_events = 0;
+  for (const v1::JobEvent& e : events.Recent(100)) {
+    if (e.kind() != v1::JobEvent::KIND_CHECKPOINT_INVALIDATED) continue;
+    ++invalidated_events;
+    EXPECT_EQ(e.step(), 80);
+    EXPECT_THAT(e.message(), HasSubstr("checkpoint step 80 invalid"));
+    EXPECT_THAT(e.message(), HasSubstr("shard-1-of-4.bin"));
+    EXPECT_THAT(e.message(), HasSubstr("resumed from step 40"));
+  }
+  EXPECT_EQ(invalidated_events, 1);
+  ASSERT_TRUE(journal.records().back().has_invalidated());
+
+  // A repeat changes nothing and journals nothing.
+  const size_t records = journal.records().size();
+  latest = state.InvalidateCheckpoints(Invalidate(2, 40, 80, why), T0());
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->step(), 40);
+  EXPECT_EQ(journal.records().size(), records);
+
+  // A coordinator restarted from the journal does not bring step 80 back.
+  {
+    JobState replayed(Config(), nullptr, nullptr, nullptr);
+    ASSERT_TRUE(replayed.Restore(journal.records(), T0()).ok());
+    EXPECT_EQ(replayed.LatestCheckpoint().step(), 40);
+    ASSERT_EQ(replayed.Status(T0()).invalid_checkpoints_size(), 1);
+    EXPECT_EQ(replayed.Status(T0()).invalid_checkpoints(0).reason(), why);
+  }
+
+  // Generation 2 saves step 80 again: a new step, committed only when all of it is in.
+  for (int rank : {0, 1, 2}) {
+    absl::StatusOr<v1::ShardAck> ack = Report(state, MakeShard(2, 80, rank, 4, "/c/80"), T0());
+    ASSERT_TRUE(ack.ok()) << ack.status();
+    EXPECT_FALSE(ack->committed()) << "rank " << rank;
+  }
+  EXPECT_EQ(state.LatestCheckpoint().step(), 40);
+  absl::StatusOr<v1::ShardAck> last = Report(state, MakeShard(2, 80, 3, 4, "/c/80"), T0());
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_TRUE(last->committed());
+  EXPECT_EQ(state.LatestCheckpoint().step(), 80);
+  EXPECT_EQ(state.LatestCheckpoint().generation(), 2);
+  JobState replayed(Config(), nullptr, nullptr, nullptr);
+  ASSERT_TRUE(replayed.Restore(journal.records(), T0()).ok());
+  EXPECT_EQ(replayed.LatestCheckpoint().step(), 80);
+  EXPECT_EQ(replayed.LatestCheckpoint().generation(), 2);
+}
+
+TEST(JobCheckpoint, FallbackPastEveryStepAndAFailedJournalAppend) {
+  MemoryJournal journal;
+  JobState state(Config(), &journal, nullptr, nullptr);
+  Form(state);
+  CommitStep(state, 1, 40);
+  CommitStep(state, 1, 80);
+  Restart(state, 2);
+  journal.set_fail(absl::DataLossError("EIO writing coordinator.journal"));
+  absl::StatusOr<v1::CheckpointRef> latest =
+      state.InvalidateCheckpoints(Invalidate(2, 0, 80, "rank 0: corrupt"), T0());
+  EXPECT_EQ(latest.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(latest.status().message(), HasSubstr("not invalidated"));
+  EXPECT_EQ(state.LatestCheckpoint().step(), 80) << "not journaled: nothing changed";
+  journal.set_fail(absl::OkStatus());
+  // None loaded: every committed step is invalid (step 40 without a reason of its own).
+  latest = state.InvalidateCheckpoints(Invalidate(2, 0, 80, "rank 0: corrupt"), T0());
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->step(), 0);
+  v1::JobStatus status = state.Status(T0());
+  ASSERT_EQ(status.invalid_checkpoints_size(), 2);
+  EXPECT_EQ(status.invalid_checkpoints(0).step(), 40);
+  EXPECT_THAT(status.invalid_checkpoints(0).reason(), HasSubstr("not loaded by the workers"));
+  EXPECT_EQ(status.invalid_checkpoints(1).step(), 80);
+  // The next generation is told to start over, not to load step 80.
+  Restart(state, 3);
+  EXPECT_EQ(state.LatestCheckpoint().step(), 0);
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 // Errors: a gRPC status becomes the absl::Status of the same code with the message
 //   "coordinator HOST:PORT: <Rpc> <what>: <server's message>"
 // (<what> names the key, node or step the call was about). Calls that are safe to repeat
-// (StoreSet, StoreGet, StoreWait, ReportShard, GetLatestCheckpoint, GetJobStatus, Leave)
+// (StoreSet, StoreGet, StoreWait, ReportShard, GetLatestCheckpoint, InvalidateCheckpoints,
+// GetJobStatus, Leave)
 // are retried on UNAVAILABLE with jittered exponential backoff until retry.max_elapsed has
 // passed (StoreWait: until its own timeout); a coordinator that never answers then reads
 //   "coordinator HOST:PORT unreachable after N attempts (<Rpc> <what>: <last error>)"
@@ -187,6 +188,9 @@ class CoordinatorClient {
   // ---- checkpoints ----
   absl::StatusOr<v1::ShardAck> ReportShard(v1::ShardReport report);
   absl::StatusOr<v1::CheckpointRef> GetLatestCheckpoint();
+  // The workers resumed from an older step than the latest (header filled in here);
+  // returns the latest checkpoint after. Safe to repeat.
+  absl::StatusOr<v1::CheckpointRef> InvalidateCheckpoints(v1::InvalidateCheckpointsRequest request);
 
   // ---- job control ----
   absl::StatusOr<v1::JobStatus> GetJobStatus();

@@ -40,6 +40,11 @@
 // shard reports (and the store, JobStore) refuse an older generation with
 // FAILED_PRECONDITION naming both numbers.
 //
+// Checkpoint invalidation: when the workers of a generation cannot load the latest
+// committed step (a corrupt shard) and all fall back to an older one, rank 0 says so
+// (InvalidateCheckpoints); the newer steps are journaled as invalid and the older one is
+// the latest again, for status, events, later restarts and replays.
+//
 // Checkpoint commit: shard reports are journaled (in batches: reports that arrive while
 // an append is in progress share the next append) before they count and before they are
 // acknowledged; when every shard of a step is in, a commit record is appended and only
@@ -190,6 +195,18 @@ class JobState {
   // on another thread that is appending to the journal at the time.
   void ReportShard(const v1::ShardReport& report, absl::Time now, ShardDone done);
   v1::CheckpointRef LatestCheckpoint() const;
+  // Rank 0 of the current generation says its workers resumed from an older step than
+  // the latest (the newer ones do not load): every committed step after
+  // request.resumed().step() becomes invalid. Journaled first (a replay keeps them
+  // invalid), then the resumed step is the latest, the steps are listed in
+  // JobStatus.invalid_checkpoints and a CHECKPOINT_INVALIDATED event names the newest,
+  // its reason and the step now latest. A later save of an invalidated step commits as
+  // a new step. Returns the latest after; nothing to invalidate (a repeat) returns it
+  // unchanged. FAILED_PRECONDITION for another generation or an ended job,
+  // INVALID_ARGUMENT for a resumed step newer than the latest or negative; the journal's
+  // error when the record could not be written (then nothing changed).
+  absl::StatusOr<v1::CheckpointRef> InvalidateCheckpoints(
+      const v1::InvalidateCheckpointsRequest& request, absl::Time now);
 
   // ---- job control
   v1::JobStatus Status(absl::Time now) const;
@@ -287,6 +304,11 @@ class JobState {
   void DrainShardJournal();
   v1::ShardAck AckLocked(int64_t step, int32_t received, bool committed) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Records a commit in committed_ (bounded) and makes it the latest.
+  void RecordCommitLocked(const v1::CheckpointRef& ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a journaled (or just journaled) invalidation.
+  void ApplyInvalidationLocked(const v1::InvalidationRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobConfig config_;
   JournalSink* const journal_;
@@ -327,6 +349,11 @@ class JobState {
 
   // Checkpoints.
   v1::CheckpointRef latest_ ABSL_GUARDED_BY(mu_);
+  // Every commit still valid, by step (the newest kMaxCommitHistory): what an
+  // invalidation falls back to.
+  std::map<int64_t, v1::CheckpointRef> committed_ ABSL_GUARDED_BY(mu_);
+  // Invalidated steps, oldest first (the last kMaxInvalidShown), for JobStatus.
+  std::vector<v1::InvalidCheckpoint> invalid_ ABSL_GUARDED_BY(mu_);
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, PendingStep> pending_steps_ ABSL_GUARDED_BY(mu_);
   std::vector<StagedShard> staged_shards_ ABSL_GUARDED_BY(mu_);
