@@ -93,6 +93,19 @@ TrainerHooks LauncherLink::Hooks() {
     if (!ref.ok()) return ref.status();
     return std::make_pair(ref->step(), ref->directory());
   };
+  hooks.checkpoint_fallback = [client](const CheckpointFallback& f) -> absl::Status {
+    launcher::v1::InvalidateCheckpointsRequest request;
+    request.mutable_resumed()->set_step(f.resumed_step);
+    request.mutable_resumed()->set_directory(f.resumed_dir);
+    request.mutable_resumed()->set_num_shards(f.num_shards);
+    for (const CheckpointFallback::Invalid& bad : f.invalid) {
+      launcher::v1::InvalidCheckpoint* p = request.add_invalid();
+      p->set_step(bad.step);
+      p->set_directory(bad.step_dir);
+      p->set_reason(bad.reason);
+    }
+    return client->InvalidateCheckpoints(std::move(request)).status();
+  };
   if (!status_file_.empty()) {
     // The agent reads the file once a heartbeat: writing it every step of a tiny model
     // would only cost renames.

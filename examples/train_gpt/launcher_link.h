@@ -5,7 +5,9 @@
 //     instead of rank 0's TCP store;
 //   - checkpoints are committed by the coordinator (CoordinatorShardCommitter around
 //     CoordinatorClient::ReportShard), and the coordinator's GetLatestCheckpoint names
-//     the step to resume from;
+//     the step to resume from; a resume that falls back past that step (it does not
+//     load) tells the coordinator (InvalidateCheckpoints), so status and later restarts
+//     name the step actually resumed from;
 //   - each rank writes its last completed step to COLOSSUS_STATUS_FILE (status_file.h),
 //     at most five times a second, so that the agent can see it run and its hang timeout
 //     can see it stop.

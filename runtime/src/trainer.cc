@@ -1,6 +1,7 @@
 #include "colossus/trainer.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -69,6 +70,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
 
 void Trainer::Say(const std::string& line) {
   if (progress_) progress_->Line(line);
+}
+
+void Trainer::Warn(const std::string& line) {
+  const std::string text = absl::StrFormat("colossus: rank %d: %s", rank(), line);
+  if (progress_) {
+    progress_->Line(text);  // rank 0: without garbling the progress bar
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+    std::fflush(stderr);
+  }
 }
 
 size_t Trainer::optimizer_state_bytes() const {
@@ -448,7 +459,7 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   if (writer_ != nullptr) {
     // The last save must be committed before the run reports success.
     if (absl::Status s = writer_->Flush(); !s.ok()) {
-      Say(absl::StrFormat("colossus: the final checkpoint was not committed: %s", s.message()));
+      Warn(absl::StrFormat("the final checkpoint was not committed: %s", s.message()));
     }
     writer_.reset();
   }

@@ -3,7 +3,11 @@
 // parallelism (tp x dp, ZeRO-1 or not) all save the canonical state of the whole model
 // (checkpoint/state.h; parallel/tp_checkpoint.h), so any layout resumes from any other.
 #include <filesystem>
+#include <map>
+#include <tuple>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "colossus/check.h"
 #include "colossus/checkpoint/reader.h"
@@ -72,18 +76,24 @@ absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summar
 
   // The coordinator is the authority on what is committed: a step it committed whose
   // completing rank died before writing COMMIT.json is finished here, by one rank.
+  int64_t authority_step = 0;  // the authority's latest step (0: none, or no authority)
+  std::string authority_dir;
+  std::map<int64_t, std::string> reasons;  // rank 0: why a step is not usable, by step
   if (hooks_.latest_checkpoint) {
     auto latest = hooks_.latest_checkpoint();
     if (!latest.ok()) return latest.status();
-    const auto& [step, step_dir] = *latest;
-    if (rank() == 0 && step > 0 && !step_dir.empty() &&
-        !std::filesystem::exists(step_dir + "/" + checkpoint::kCommitFileName)) {
-      if (absl::Status s = checkpoint::CompleteCommitFromReports(step_dir, retention); !s.ok()) {
-        Say(absl::StrFormat("colossus: checkpoint step %d (%s) is committed by the coordinator "
-                            "but cannot be completed: %s", step, step_dir, s.message()));
+    std::tie(authority_step, authority_dir) = *latest;
+    if (rank() == 0 && authority_step > 0 && !authority_dir.empty() &&
+        !std::filesystem::exists(authority_dir + "/" + checkpoint::kCommitFileName)) {
+      if (absl::Status s = checkpoint::CompleteCommitFromReports(authority_dir, retention);
+          !s.ok()) {
+        Warn(absl::StrFormat("checkpoint step %d (%s) is committed by the coordinator but "
+                             "cannot be completed: %s", authority_step, authority_dir,
+                             s.message()));
+        reasons[authority_step] = absl::StrFormat("rank %d: %s", rank(), s.message());
       } else {
         Say(absl::StrFormat("colossus: completed the commit of step %d (%s) from its reports",
-                            step, step_dir));
+                            authority_step, authority_dir));
       }
     }
     if (absl::Status s = Barrier(); !s.ok()) return s;
@@ -119,13 +129,41 @@ absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summar
       return static_cast<int>(n) == world;
     };
   }
-  absl::StatusOr<checkpoint::LoadOutcome> out = checkpoint::LoadLatestValid(dir, request, agree);
+  std::vector<checkpoint::SkippedStep> skipped;
+  absl::StatusOr<checkpoint::LoadOutcome> out =
+      checkpoint::LoadLatestValid(dir, request, agree, &skipped);
+  // Each rank names what it could not read itself, in its own log.
+  for (const checkpoint::SkippedStep& step : skipped) {
+    if (step.seen_here) {
+      Warn(absl::StrFormat("checkpoint step %d skipped: %s", step.step, step.why.message()));
+      if (rank() == 0) reasons[step.step] = absl::StrFormat("rank 0: %s", step.why.message());
+    }
+  }
+  // Rank 0 needs the reason of a step only another rank could not read (for its log and
+  // the authority): those ranks leave it in the group's store (one generation's keys).
+  // Every rank agreed on the skipped steps, so every rank takes this branch or none.
+  if (!skipped.empty() && group_ != nullptr) {
+    const std::shared_ptr<comm::Store>& store = group_->store();
+    auto key = [](int64_t step) { return absl::StrCat("checkpoint/skipped/", step); };
+    for (const checkpoint::SkippedStep& step : skipped) {
+      if (step.seen_here && rank() != 0) {
+        (void)store->Set(key(step.step),
+                         absl::StrFormat("rank %d: %s", rank(), step.why.message()));
+      }
+    }
+    if (absl::Status s = Barrier(); !s.ok()) return s;
+    if (rank() == 0) {
+      for (const checkpoint::SkippedStep& step : skipped) {
+        if (step.seen_here) continue;
+        absl::StatusOr<std::string> why = store->Get(key(step.step));
+        reasons[step.step] = why.ok() ? *why : std::string(step.why.message());
+        Say(absl::StrFormat("colossus: checkpoint step %d skipped: %s", step.step,
+                            reasons[step.step]));
+      }
+    }
+  }
   int64_t keep_through = 0;  // steps after this one are discarded before saving again
   if (out.ok()) {
-    for (const checkpoint::SkippedStep& skipped : out->skipped) {
-      Say(absl::StrFormat("colossus: checkpoint step %d skipped: %s", skipped.step,
-                          skipped.why.message()));
-    }
     model_->SyncComputeWeights();
     // Under tensor parallelism the shards were loaded; the full model is gathered from
     // them when next needed.
@@ -145,10 +183,17 @@ absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summar
   } else if (absl::IsNotFound(out.status())) {
     Say(absl::StrFormat("colossus: no committed checkpoint in %s: starting at step 0", dir));
   } else if (absl::IsDataLoss(out.status())) {
-    Say(absl::StrFormat("colossus: no committed checkpoint in %s loads (%s): starting at step 0",
-                        dir, out.status().message()));
+    Warn(absl::StrFormat("no committed checkpoint in %s loads (%s): starting at step 0", dir,
+                         out.status().message()));
   } else {
     return out.status();
+  }
+  // The authority still names a newer step than the one every rank agreed on: tell it,
+  // before any rank saves (the barrier below), so that its status, its next restart and
+  // its journal stop naming a step that does not load.
+  if (rank() == 0 && hooks_.checkpoint_fallback && authority_step > keep_through) {
+    ReportFallback(out.ok() ? &out->loaded : nullptr, authority_step, authority_dir, skipped,
+                   reasons);
   }
   // Steps beyond the one resumed from (a corrupt newer one, an unfinished save) would
   // collide with the saves this run makes: move them aside, on one rank.
@@ -180,6 +225,45 @@ absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summar
   return writer_->Reserve(checkpoint::SourceBytes(PiecesToSave()));
 }
 
+void Trainer::ReportFallback(const checkpoint::LoadedCheckpoint* resumed, int64_t authority_step,
+                             const std::string& authority_dir,
+                             const std::vector<checkpoint::SkippedStep>& skipped,
+                             const std::map<int64_t, std::string>& reasons) {
+  CheckpointFallback fallback;
+  if (resumed != nullptr) {
+    fallback.resumed_step = resumed->meta.step;
+    fallback.resumed_dir = resumed->step_dir;
+    fallback.num_shards = resumed->meta.dp * resumed->meta.tp;
+  }
+  bool authority_listed = false;
+  for (const checkpoint::SkippedStep& step : skipped) {
+    auto why = reasons.find(step.step);
+    fallback.invalid.push_back({step.step, step.step_dir,
+                                why != reasons.end() ? why->second
+                                                     : std::string(step.why.message())});
+    authority_listed |= step.step == authority_step;
+  }
+  if (!authority_listed) {
+    // The disk has no commit of the authority's latest step (or one ListCommitted did not
+    // take): say so, newest first.
+    auto why = reasons.find(authority_step);
+    fallback.invalid.insert(
+        fallback.invalid.begin(),
+        {authority_step, authority_dir,
+         why != reasons.end()
+             ? why->second
+             : absl::StrFormat("rank 0: %s/%s is missing", authority_dir,
+                               checkpoint::kCommitFileName)});
+  }
+  if (absl::Status s = hooks_.checkpoint_fallback(fallback); !s.ok()) {
+    Warn(absl::StrFormat("could not report the fallback from checkpoint step %d to step %d: %s",
+                         authority_step, fallback.resumed_step, s.message()));
+    return;
+  }
+  Say(absl::StrFormat("colossus: reported checkpoint step %d as invalid (resumed from step %d)",
+                      authority_step, fallback.resumed_step));
+}
+
 absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
   const TrainConfig& c = config_;
   checkpoint::SaveRequest req;
@@ -201,8 +285,14 @@ absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
       std::max(summary->max_checkpoint_stall_s, result->stall_seconds());
   if (!result->previous.ok()) {
     // The previous committed step stays the latest; training matters more than one save.
-    Say(absl::StrFormat("colossus: checkpoint save failed, training goes on: %s",
-                        result->previous.message()));
+    // Every rank names its own failure: a disk full on one node is seen only there.
+    const checkpoint::CompletedSave failed = writer_->last_completed();
+    const std::string message(result->previous.message());
+    Warn(absl::StrFormat("checkpoint save failed, training goes on: step %d%s: %s", failed.step,
+                         message.find(failed.path) == std::string::npos
+                             ? absl::StrCat(" (", failed.path, ")")
+                             : std::string(),
+                         message));
   }
   if (log_) {
     log_->Write(nlohmann::json({{"step", done - 1},

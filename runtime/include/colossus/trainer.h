@@ -50,7 +50,12 @@
 // state is saved asynchronously when (s + 1) is a multiple of checkpoint_every, and
 // after the last step; the loop waits only for the copy into host memory (logged as
 // "checkpoint_stall_s" in metrics.jsonl). A failed background save is reported and
-// training goes on; the previous committed step stays the latest. Committing goes
+// training goes on; the previous committed step stays the latest. Checkpoint failures
+// (a failed save, a step this rank could not load) are printed by the rank that saw
+// them, on its own stderr, naming the rank, step and file; successes by rank 0 only.
+// When the resume falls back past the authority's latest step (TrainerHooks), rank 0
+// reports the fallback through TrainerHooks::checkpoint_fallback with the reason some
+// rank gave (exchanged through the group's store). Committing goes
 // through a StoreShardCommitter on the group's store, or whatever
 // TrainerHooks::make_committer returns (the coordinator under colossus-launch).
 // Every layout saves the canonical state of the whole model, each rank its own part
@@ -61,13 +66,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "colossus/checkpoint/committer.h"
+#include "colossus/checkpoint/reader.h"
 #include "colossus/checkpoint/writer.h"
 #include "colossus/data.h"
 #include "colossus/metrics.h"
@@ -101,6 +109,23 @@ struct TrainSummary {
   double max_checkpoint_stall_s = 0.0;  // the longest the loop waited for one save
 };
 
+// What a resume fell back past (TrainerHooks::checkpoint_fallback).
+struct CheckpointFallback {
+  int64_t resumed_step = 0;  // the step every rank loaded; 0: none, the run starts over
+  std::string resumed_dir;   // its directory ("" for none)
+  int num_shards = 0;        // its shards (dp x tp it was saved at; 0 for none)
+  struct Invalid {
+    int64_t step = 0;
+    std::string step_dir;
+    // Names the rank that could not load it and the bad file ("rank 1: <path>: ...").
+    std::string reason;
+  };
+  // The committed steps after resumed_step that were not used, newest first: those on
+  // disk that some rank could not load, and the authority's latest when the disk has no
+  // commit of it.
+  std::vector<Invalid> invalid;
+};
+
 // Ways for the program around the trainer (a launcher's worker) to plug in what the
 // runtime must not depend on. Every member is optional.
 struct TrainerHooks {
@@ -113,6 +138,11 @@ struct TrainerHooks {
   // coordinator's GetLatestCheckpoint. When it names a step whose directory lacks
   // COMMIT.json, rank 0 completes the commit from the report files before resuming.
   std::function<absl::StatusOr<std::pair<int64_t, std::string>>()> latest_checkpoint;
+  // Called on rank 0 only, after every rank agreed to resume from a step older than the
+  // one latest_checkpoint named (and before any rank saves): tells the authority that
+  // the newer steps are invalid and why (e.g. the coordinator's InvalidateCheckpoints).
+  // An error is printed and training goes on.
+  std::function<absl::Status(const CheckpointFallback&)> checkpoint_fallback;
   // Called on every rank after every step (e.g. a status file for the node agent).
   std::function<void(const StepRecord&)> on_step;
 };
@@ -161,8 +191,17 @@ class Trainer {
  private:
   Trainer(const TrainConfig& config) : config_(config) {}
   absl::Status Init();
-  // A console line, on rank 0 only.
+  // A console line, on rank 0 only (progress and successes: one line per job).
   void Say(const std::string& line);
+  // A failure this rank saw, printed on every rank's own stderr as
+  // "colossus: rank R: <line>" (a failure seen only by rank 7 must be in rank 7's log).
+  void Warn(const std::string& line);
+  // Rank 0: tells hooks_.checkpoint_fallback that the run resumed from `resumed`
+  // (nullptr: none loaded) although the authority's latest step was `authority_step`.
+  void ReportFallback(const checkpoint::LoadedCheckpoint* resumed, int64_t authority_step,
+                      const std::string& authority_dir,
+                      const std::vector<checkpoint::SkippedStep>& skipped,
+                      const std::map<int64_t, std::string>& reasons);
   // Data-parallel size and this rank's DP index (the TP layout's, or ranks() and rank()).
   int dp_size() const { return ranks() / config_.tensor_parallel; }
   int dp_index() const { return rank() / config_.tensor_parallel; }

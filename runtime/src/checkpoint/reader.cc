@@ -444,7 +444,8 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir,
 }
 
 absl::StatusOr<LoadOutcome> LoadLatestValid(const std::string& dir, const LoadRequest& request,
-                                            const AgreeFn& agree) {
+                                            const AgreeFn& agree, std::vector<SkippedStep>* skipped) {
+  if (skipped != nullptr) skipped->clear();
   absl::StatusOr<std::vector<CommittedStep>> all = ListCommitted(dir);
   if (!all.ok()) return all.status();
   if (all->empty()) {
@@ -463,6 +464,7 @@ absl::StatusOr<LoadOutcome> LoadLatestValid(const std::string& dir, const LoadRe
     }
     if (!why.ok() && !FallsBack(why)) return why;
     bool everyone = why.ok();
+    const bool seen_here = !why.ok();
     if (agree) {
       absl::StatusOr<bool> all_ok = agree(why.ok());
       if (!all_ok.ok()) return all_ok.status();
@@ -471,9 +473,13 @@ absl::StatusOr<LoadOutcome> LoadLatestValid(const std::string& dir, const LoadRe
         why = absl::AbortedError(absl::StrCat(c.step_dir, ": another rank could not load this step"));
       }
     }
-    if (everyone) return outcome;
-    outcome.skipped.push_back({c.step, c.step_dir, why});
+    if (everyone) {
+      if (skipped != nullptr) *skipped = outcome.skipped;
+      return outcome;
+    }
+    outcome.skipped.push_back({c.step, c.step_dir, why, seen_here});
   }
+  if (skipped != nullptr) *skipped = outcome.skipped;
   std::vector<std::string> reasons;
   for (const SkippedStep& s : outcome.skipped) {
     reasons.push_back(absl::StrCat("step ", s.step, ": ", s.why.message()));

@@ -7,13 +7,18 @@
 #     The saves that follow fail: the job keeps training (no restart), rank 0's log
 #     names the shard file and "No space left on device", step L stays the latest
 #     (status, COMMIT.json) and intact, and no later step is committed while the disk
-#     is full. Once space is freed the next save commits, and the job finishes.
+#     is full; rank 1's own log names its own shard file and ENOSPC. Once space is
+#     freed the next save commits, and the job finishes.
 #     Skipped (77) when tmpfs cannot be mounted here.
 #   corrupt: once step 80 (or a later L) is committed, bytes in the middle of rank 1's
 #     shard of step L are flipped and rank 1 is SIGKILLed. The job restarts exactly
 #     once, falls back to step L-40 naming the bad file, saves and commits step L again
 #     (generation 2, no failed save), finishes (exit 0), and its final weights equal a
-#     run without failure bit for bit.
+#     run without failure bit for bit. Every rank names the bad file in its own log;
+#     the coordinator is told (InvalidateCheckpoints): status --json lists step L as
+#     invalid with the file and never reports generation 1's step L as latest again, and
+#     an event names step L, the file and step L-40 as the latest before step L is
+#     committed again.
 #   storage_fault_test.sh TRAIN_GPT COLOSSUS_LAUNCH COLOSSUS_DATA SOURCE_DIR [full|corrupt]...
 set -u
 TRAIN=$(realpath "$1"); LAUNCH=$(realpath "$2"); DATA=$(realpath "$3"); SRC=$(realpath "$4")
@@ -117,6 +122,11 @@ case_full() {
   grep "checkpoint save failed, training goes on" "$log" | grep "shard-0-of-2.bin" \
     | grep -qi "no space left on device" \
     || { dump "$log"; fail "full: no failed save naming the shard file and ENOSPC"; }
+  # Rank 1's own failure is in rank 1's own log (rank 0 does not see rank 1's file).
+  local log1="$run/logs/gen1/rank1.err"
+  grep "colossus: rank 1: checkpoint save failed, training goes on: step $((L + 40))" "$log1" \
+    | grep "shard-1-of-2.bin" | grep -qi "no space left on device" \
+    || { dump "$log1"; fail "full: rank 1 did not report its own failed save of step $((L + 40)) (file, ENOSPC)"; }
   [ "$(latest_step "$run")" = "$L" ] || fail "full: the coordinator's latest step is $(latest_step "$run"), not $L"
   [ "$(latest_commit "$ckpt")" = "$L" ] || fail "full: step $(latest_commit "$ckpt") was committed on a full disk"
   [ "$(cd "$(step_dir "$ckpt" "$L")" && md5sum shard-*.bin COMMIT.json)" = "$sums" ] \
@@ -174,6 +184,27 @@ PY
   local victim; victim=$(worker_pid "$run" 1)
   kill -KILL "$victim"
   signal_ranks "$run" CONT 0
+  # While generation 2 runs, the coordinator's status shows the fallback: step L invalid
+  # (the bad file named) and never step L of generation 1 as the latest again.
+  local st="" i
+  for i in $(seq 600); do
+    kill -0 "$LAUNCHER" 2>/dev/null || break
+    st=$("$LAUNCH" status "$run/job.yaml" --json 2>/dev/null)
+    echo "$st" | grep -q invalid_checkpoints && break
+    st=""; sleep 0.05
+  done
+  [ -n "$st" ] || fail "corrupt: colossus-launch status --json never showed invalid_checkpoints"
+  echo "$st" | /usr/bin/python3 -c '
+import json, sys
+L, prev = int(sys.argv[1]), int(sys.argv[2])
+s = json.load(sys.stdin)
+bad = s["invalid_checkpoints"]; latest = s.get("latest_checkpoint", {})
+step, gen = int(latest.get("step", 0)), int(latest.get("generation", 0))
+assert len(bad) == 1 and int(bad[0]["step"]) == L, "invalid: %s" % bad
+assert "shard-1-of-2.bin" in bad[0]["reason"], "the reason does not name the file: %s" % bad[0]
+assert step == prev or (step >= L and gen >= 2), "latest after the fallback: %s" % latest
+print("corrupt: status after the fallback: step %d invalid (%s); latest step %d of generation %d"
+      % (L, bad[0]["reason"][:120], step, gen))' "$L" "$prev" || fail "corrupt: status after the fallback"
   wait $LAUNCHER; local rc=$?
   LAUNCHER=""
   local log2="$run/logs/gen2/rank0.err"
@@ -183,6 +214,18 @@ PY
   grep "checkpoint step $L skipped" "$log2" | grep -q "shard-1-of-2.bin" \
     || { dump "$log2"; fail "corrupt: the skipped step does not name the bad file"; }
   grep -q "resumed from step $prev" "$log2" || { dump "$log2"; fail "corrupt: did not fall back to step $prev"; }
+  # Rank 1 read the bad shard too (every rank reads every block of a dp checkpoint): it
+  # says so in its own log.
+  grep "colossus: rank 1: checkpoint step $L skipped" "$run/logs/gen2/rank1.err" | grep -q "shard-1-of-2.bin" \
+    || { dump "$run/logs/gen2/rank1.err"; fail "corrupt: rank 1 did not name the bad file in its log"; }
+  # The coordinator was told: its event names step L, the file and step $prev as latest,
+  # before generation 2 committed step L again.
+  local events; events=$(grep -n "checkpoint step $L invalid" "$run/launch.txt")
+  echo "$events" | grep "shard-1-of-2.bin" | grep -q "resumed from step $prev, now the latest" \
+    || { dump "$run/launch.txt"; fail "corrupt: no CHECKPOINT_INVALIDATED event naming step $L, the file and step $prev"; }
+  local recommit; recommit=$(grep -n "checkpoint step $L committed: .*(generation 2)" "$run/launch.txt" | head -1 | cut -d: -f1)
+  [ -n "$recommit" ] && [ "${events%%:*}" -lt "$recommit" ] \
+    || { dump "$run/launch.txt"; fail "corrupt: the invalidation did not precede the new commit of step $L"; }
   # Saving step L again is a new save of it (not a retry of the corrupt commit): it
   # commits once both new shards are in, and nothing fails on the way.
   ! grep -q "checkpoint save failed" "$log2" || { grep "checkpoint save failed" "$log2"; fail "corrupt: a save failed after the fallback"; }

@@ -89,6 +89,9 @@ struct SkippedStep {
   int64_t step = 0;
   std::string step_dir;
   absl::Status why;
+  // Whether this rank's own read failed (why names the file); false: this rank loaded
+  // the step and another rank did not (why says only that).
+  bool seen_here = true;
 };
 struct LoadOutcome {
   LoadedCheckpoint loaded;
@@ -105,9 +108,11 @@ using AgreeFn = std::function<absl::StatusOr<bool>(bool loaded_here)>;
 // first that loads (on every rank, through `agree`). Steps with a missing, truncated or
 // corrupt shard are skipped (listed in `skipped` with the file named). A config
 // mismatch or an error of `agree` ends the search at once. NotFound when `dir` holds no
-// committed step; DataLoss listing every skipped step when none loads.
+// committed step; DataLoss listing every skipped step when none loads. `skipped`, when
+// given, receives the skipped steps whatever the outcome (the DataLoss case included).
 absl::StatusOr<LoadOutcome> LoadLatestValid(const std::string& dir, const LoadRequest& request,
-                                            const AgreeFn& agree = nullptr);
+                                            const AgreeFn& agree = nullptr,
+                                            std::vector<SkippedStep>* skipped = nullptr);
 
 // Reads every shard of the committed step in full and compares its xxh64 with
 // COMMIT.json's (what the coordinator was told). Slow: for tools and tests, not resume.
