@@ -39,17 +39,23 @@ int RunProgram(const std::vector<std::string>& argv, const std::string& out, dou
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-TEST(StoreRelayE2eTest, TwoWorkersFormTheirGlooGroupThroughTheRelay) {
-  TempDir dir;
-  const std::string run_dir = dir / "run";
+// A one-node, two-worker job of the relay worker (worker_args: "" or "--direct").
+std::string WriteManifest(const TempDir& dir, const std::string& run_dir, const std::string& worker_args) {
   const std::string manifest = dir / "job.yaml";
   std::ofstream(manifest) << "version: 1\n"
                           << "job:\n  name: relay-e2e\n  run_dir: " << run_dir << "\n"
                           << "nodes:\n"
                           << "  - {name: a, host: 127.0.0.1, gpus: 0, workers: 2}\n"
-                          << "worker:\n  command: " << RELAY_GLOO_WORKER_PATH << "\n"
+                          << "worker:\n  command: " << RELAY_GLOO_WORKER_PATH << " " << worker_args << "\n"
                           << "restart:\n  max_restarts: 0\n"
                           << "health:\n  heartbeat_interval: 200ms\n  node_timeout: 10s\n";
+  return manifest;
+}
+
+TEST(StoreRelayE2eTest, TwoWorkersFormTheirGlooGroupThroughTheRelay) {
+  TempDir dir;
+  const std::string run_dir = dir / "run";
+  const std::string manifest = WriteManifest(dir, run_dir, "");
   const std::string out = dir / "launch.out";
   const int code = RunProgram({kLaunch, manifest, "--no-status"}, out, 120);
   const std::string output = ReadFile(out);
@@ -61,6 +67,26 @@ TEST(StoreRelayE2eTest, TwoWorkersFormTheirGlooGroupThroughTheRelay) {
   const std::string agent_log = ReadFile(run_dir + "/logs/agent-a.err") + ReadFile(run_dir + "/logs/agent-a.out");
   EXPECT_THAT(agent_log, HasSubstr("store relay for the workers at unix:")) << agent_log;
   EXPECT_FALSE(std::filesystem::exists(run_dir + "/relay/a.sock"));
+}
+
+// The relay cannot start (its socket path is taken by a regular file): the agent says so
+// and the job still runs, its workers using the coordinator directly.
+TEST(StoreRelayE2eTest, AJobWhoseRelayCannotStartRunsWithoutIt) {
+  TempDir dir;
+  const std::string run_dir = dir / "run";
+  std::filesystem::create_directories(run_dir + "/relay");
+  std::ofstream(run_dir + "/relay/a.sock") << "not a socket\n";
+  const std::string manifest = WriteManifest(dir, run_dir, "--direct");
+  const std::string out = dir / "launch.out";
+  const int code = RunProgram({kLaunch, manifest, "--no-status"}, out, 120);
+  const std::string output = ReadFile(out);
+  ASSERT_EQ(code, 0) << output;
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(ReadFile(run_dir + "/gloo.rank" + std::to_string(r)), "ok 3\n") << "rank " << r << "\n" << output;
+  }
+  const std::string agent_log = ReadFile(run_dir + "/logs/agent-a.err") + ReadFile(run_dir + "/logs/agent-a.out");
+  EXPECT_THAT(agent_log, HasSubstr("store relay not started")) << agent_log;
+  EXPECT_THAT(agent_log, HasSubstr("is not a socket")) << agent_log;
 }
 
 }  // namespace

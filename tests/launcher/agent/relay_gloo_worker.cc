@@ -1,5 +1,6 @@
 // A worker for the relay's end-to-end test: under colossus-launch it must find its node's
-// store relay in COLOSSUS_STORE (exit 4 otherwise), form a Gloo group over the store
+// store relay in COLOSSUS_STORE (exit 4 otherwise; with --direct it must NOT find one,
+// exit 5 otherwise: the agent could not start it), form a Gloo group over the store
 // built from the environment (CoordinatorStoreFromEnvironment: through the relay), and
 // all-reduce; it writes "ok <sum>" to $COLOSSUS_RUN_DIR/gloo.rank<R> (exit 3 on an error,
 // with the error on stderr).
@@ -27,8 +28,13 @@ int Fail(const std::string& what) {
 
 }  // namespace
 
-int main() {
-  if (Env("COLOSSUS_STORE").rfind("unix:", 0) != 0) {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--direct") {
+    if (!Env("COLOSSUS_STORE").empty()) {
+      std::fprintf(stderr, "relay_gloo_worker: COLOSSUS_STORE='%s' is set\n", Env("COLOSSUS_STORE").c_str());
+      return 5;
+    }
+  } else if (Env("COLOSSUS_STORE").rfind("unix:", 0) != 0) {
     std::fprintf(stderr, "relay_gloo_worker: COLOSSUS_STORE='%s' is not the node's relay\n",
                  Env("COLOSSUS_STORE").c_str());
     return 4;
