@@ -171,9 +171,11 @@ absl::Status Trainer::SetUpCheckpoints(int64_t* first_step, TrainSummary* summar
     *first_step = out->loaded.meta.step;
     keep_through = *first_step;
     summary->resumed_from = *first_step;
-    Say(absl::StrFormat("colossus: resumed from step %d (%s, saved at dp %d x tp %d)",
+    const int zero = out->loaded.meta.zero;
+    Say(absl::StrFormat("colossus: resumed from step %d (%s, saved at dp %d x tp %d%s)",
                         *first_step, out->loaded.step_dir, out->loaded.meta.dp,
-                        out->loaded.meta.tp));
+                        out->loaded.meta.tp,
+                        zero == 1 ? ", ZeRO-1" : zero == 0 ? ", no ZeRO" : ""));
   } else if (absl::IsFailedPrecondition(out.status())) {
     // This run's model or optimizer differs from what was saved: a user error, never a
     // reason to fall back to an older step or to start over on top of it.
@@ -273,6 +275,8 @@ absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
       parallel::FirstSampleOf(done, 0, 0, dp_size(), c.batch_size, accum_);
   req.meta.dp = dp_size();
   req.meta.tp = c.tensor_parallel;
+  // ZeRO-1 only shards with several data-parallel ranks.
+  req.meta.zero = c.zero == 1 && dp_size() > 1 ? 1 : 0;
   req.meta.model = c.model;
   req.meta.optimizer = c.optimizer;
   if (req.meta.optimizer.total_steps == 0) req.meta.optimizer.total_steps = c.steps;

@@ -87,10 +87,12 @@ Json OptimizerJson(const OptimizerConfig& c) {
 }
 
 Json MetaJson(const StepMeta& m) {
+  Json layout = {{"dp", m.dp}, {"tp", m.tp}};
+  if (m.zero >= 0) layout["zero"] = m.zero;
   return {{"step", m.step},
           {"numel", m.numel},
           {"data_position", m.data_position},
-          {"layout", {{"dp", m.dp}, {"tp", m.tp}}},
+          {"layout", std::move(layout)},
           {"model_config", ModelJson(m.model)},
           {"optimizer_config", OptimizerJson(m.optimizer)}};
 }
@@ -177,6 +179,11 @@ StepMeta ReadMeta(Reader& r, const Json& j) {
   const Json& layout = r.Obj(j, "layout", "layout");
   m.dp = r.Get<int>(layout, "dp", "layout.dp");
   m.tp = r.Get<int>(layout, "tp", "layout.tp");
+  // Optional: commits written before it existed lack it.
+  if (r.ok() && layout.is_object() && layout.contains("zero")) {
+    m.zero = r.Get<int>(layout, "zero", "layout.zero");
+    if (r.ok() && m.zero != 0 && m.zero != 1) r.Fail("layout.zero must be 0 or 1");
+  }
   const Json& mc = r.Obj(j, "model_config", "model_config");
   m.model.n_layer = r.Get<int>(mc, "n_layer", "model_config.n_layer");
   m.model.n_head = r.Get<int>(mc, "n_head", "model_config.n_head");

@@ -5,13 +5,17 @@
 // parallel 2 x data parallel 2 with ZeRO-1 (more TP layouts: tests/runtime/tp),
 // checkpointing every 10; a run whose optimizer differs is refused on every rank.
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "colossus/checkpoint/format.h"
 #include "dp_harness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace colossus::testing {
 namespace {
@@ -79,6 +83,26 @@ TEST_P(ResumeTest, StoppedAndResumedRunEqualsOneRunBitForBit) {
   EXPECT_TRUE(std::filesystem::exists(base + "/ckpt_split/step-00000040/COMMIT.json"));
   EXPECT_TRUE(std::filesystem::exists(base + "/ckpt_split/step-00000030/COMMIT.json"));
   EXPECT_FALSE(std::filesystem::exists(base + "/ckpt_split/step-00000010"));
+  // COMMIT.json records whether ZeRO sharded the moments; a commit written before that
+  // field existed (without layout.zero) still reads, as "not recorded".
+  {
+    const std::string path = base + "/ckpt_split/step-00000040/COMMIT.json";
+    std::ifstream in(path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<checkpoint::CommitRecord> commit = checkpoint::DecodeCommit(text, path);
+    ASSERT_TRUE(commit.ok()) << commit.status();
+    EXPECT_EQ(commit->meta.zero, zero == 1 && ranks / tp > 1 ? 1 : 0);
+    nlohmann::json old = nlohmann::json::parse(text);
+    ASSERT_TRUE(old["layout"].contains("zero"));
+    old["layout"].erase("zero");
+    commit = checkpoint::DecodeCommit(old.dump(), path);
+    ASSERT_TRUE(commit.ok()) << commit.status();
+    EXPECT_EQ(commit->meta.zero, -1);
+    EXPECT_EQ(commit->meta.dp, ranks == 0 ? 1 : ranks / tp);
+    old["layout"]["zero"] = 2;
+    EXPECT_THAT(checkpoint::DecodeCommit(old.dump(), path).status().message(),
+                ::testing::HasSubstr("layout.zero"));
+  }
 
   // A run whose optimizer differs from the checkpoint's is refused, not silently
   // restarted on top of it.

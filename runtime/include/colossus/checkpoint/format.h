@@ -34,7 +34,8 @@
 //
 // COMMIT.json (written by the committer, never by a rank for itself):
 //   {"format": "colossus-checkpoint", "version": 1 or 2, "step": S, "numel": P,
-//    "data_position": g, "layout": {"dp": d, "tp": t}, "num_shards": d * t,
+//    "data_position": g, "layout": {"dp": d, "tp": t[, "zero": 0 | 1]}, "num_shards": d * t,
+//    (layout.zero: added later; readers take commits without it as "not recorded")
 //    "model_config": {"n_layer": ..., "n_head": ..., "n_embd": ..., "block_size": ...,
 //                     "vocab_size": ..., "padded_vocab_size": ...},
 //    "optimizer_config": {"lr": ..., "min_lr": ..., "warmup_steps": ..., "total_steps": ...,
@@ -104,6 +105,10 @@ struct StepMeta {
   // any layout loads it.
   int dp = 1;
   int tp = 1;
+  // ZeRO stage at save time (1: moments sharded over dp > 1 ranks; 0: not sharded); a
+  // record too.
+  // -1: not recorded (a commit written before the field, "layout.zero", existed).
+  int zero = -1;
   GPTConfig model;
   OptimizerConfig optimizer;
 };
