@@ -19,11 +19,14 @@
 #     invalid with the file and never reports generation 1's step L as latest again, and
 #     an event names step L, the file and step L-40 as the latest before step L is
 #     committed again.
-#   storage_fault_test.sh TRAIN_GPT COLOSSUS_LAUNCH COLOSSUS_DATA SOURCE_DIR [full|corrupt]...
+#   corrupt1: as corrupt, with ZeRO-1 and a model of three checksum blocks per shard, the
+#     last block of rank 1's shard flipped: only rank 1 reads it. Its reason (naming the
+#     file) reaches rank 0's log and the coordinator's status; then the job is stopped.
+#   storage_fault_test.sh TRAIN_GPT COLOSSUS_LAUNCH COLOSSUS_DATA SOURCE_DIR [full|corrupt|corrupt1]...
 set -u
 TRAIN=$(realpath "$1"); LAUNCH=$(realpath "$2"); DATA=$(realpath "$3"); SRC=$(realpath "$4")
 shift 4
-CASES=("$@"); [ "${#CASES[@]}" -gt 0 ] || CASES=(full corrupt)
+CASES=("$@"); [ "${#CASES[@]}" -gt 0 ] || CASES=(full corrupt corrupt1)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/colossus_storage.XXXXXX")
 MNT=""
 LAUNCHER=""
@@ -236,6 +239,55 @@ print("corrupt: status after the fallback: step %d invalid (%s); latest step %d 
   verify_committed "$ckpt" || fail "corrupt: a committed step is incomplete"
   echo "corrupt: $(grep -o "checkpoint step $L skipped.*" "$log2" | cut -c1-200)"
   echo "corrupt: one restart, resumed from step $prev, final weights identical to the run without failure"
+}
+
+case_corrupt1() {
+  # Only rank 1 reads the bad block: ZeRO-1 (each rank loads only its own moments) and a
+  # model whose shards span three 4 MiB checksum blocks; the last block of rank 1's shard
+  # holds only its second moments. Rank 0 loads step L fine, so the reason the
+  # coordinator gets must come from rank 1 (through the group's store).
+  local run="$WORK/corrupt1" ckpt="$WORK/corrupt1/ckpt"
+  start_job corrupt1 "$ckpt" --set parallel.zero=1 --set model.n_embd=256
+  local L; L=$(pause_at_commit "$run" "$ckpt" 80) || exit 1
+  local prev=$((L - 40)) shard; shard="$(step_dir "$ckpt" "$L")/shard-1-of-2.bin"
+  local size; size=$(stat -c %s "$shard") || fail "corrupt1: no $shard"
+  [ "$size" -gt $((8 * 1048576 + 4096 + 64)) ] || fail "corrupt1: $shard is $size bytes, not three blocks"
+  /usr/bin/python3 - "$shard" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(os.path.getsize(sys.argv[1]) - 64)
+    b = f.read(16); f.seek(-16, 1); f.write(bytes(x ^ 0xFF for x in b))
+PY
+  kill -KILL "$(worker_pid "$run" 1)"
+  signal_ranks "$run" CONT 0
+  local st="" i
+  for i in $(seq 600); do
+    kill -0 "$LAUNCHER" 2>/dev/null || break
+    st=$("$LAUNCH" status "$run/job.yaml" --json 2>/dev/null)
+    echo "$st" | grep -q invalid_checkpoints && break
+    st=""; sleep 0.05
+  done
+  [ -n "$st" ] || fail "corrupt1: colossus-launch status --json never showed invalid_checkpoints"
+  echo "$st" | /usr/bin/python3 -c '
+import json, sys
+L = int(sys.argv[1])
+bad = json.load(sys.stdin)["invalid_checkpoints"]
+assert len(bad) == 1 and int(bad[0]["step"]) == L, "invalid: %s" % bad
+r = bad[0]["reason"]
+assert r.startswith("rank 1: ") and "shard-1-of-2.bin" in r, "not rank 1 naming its file: %s" % r
+print("corrupt1: status: step %d invalid: %s" % (L, r[:120]))' "$L" || fail "corrupt1: the reason is not rank 1's"
+  local log0="$run/logs/gen2/rank0.err" log1="$run/logs/gen2/rank1.err"
+  wait_step "$run" 2 0 $((prev + 1)) "$LAUNCHER" 60
+  ! grep -q "colossus: rank 0: checkpoint step $L skipped" "$log0" \
+    || { dump "$log0"; fail "corrupt1: rank 0 read the bad block itself (the case tests nothing)"; }
+  grep "colossus: checkpoint step $L skipped: rank 1: " "$log0" | grep -q "shard-1-of-2.bin" \
+    || { dump "$log0"; fail "corrupt1: rank 0's log does not name rank 1's bad file"; }
+  grep "colossus: rank 1: checkpoint step $L skipped" "$log1" | grep -q "shard-1-of-2.bin" \
+    || { dump "$log1"; fail "corrupt1: rank 1 did not name the bad file in its log"; }
+  grep -q "resumed from step $prev" "$log0" || { dump "$log0"; fail "corrupt1: did not fall back to step $prev"; }
+  "$LAUNCH" stop "$run/job.yaml" >/dev/null 2>&1
+  wait $LAUNCHER; LAUNCHER=""
+  echo "corrupt1: only rank 1 read the bad block; its reason reached rank 0's log and the coordinator"
 }
 
 skipped=0
