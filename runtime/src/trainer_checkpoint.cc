@@ -284,18 +284,24 @@ absl::Status Trainer::SaveCheckpoint(int64_t done, TrainSummary* summary) {
   req.backend = backend_.get();
   auto result = writer_->Save(req);
   if (!result.ok()) return result.status();
+  // result->previous is the outcome of the save before this one.
+  const int64_t previous_step = last_save_step_;
+  last_save_step_ = done;
   ++summary->checkpoints_saved;
   summary->max_checkpoint_stall_s =
       std::max(summary->max_checkpoint_stall_s, result->stall_seconds());
   if (!result->previous.ok()) {
     // The previous committed step stays the latest; training matters more than one save.
     // Every rank names its own failure: a disk full on one node is seen only there.
-    const checkpoint::CompletedSave failed = writer_->last_completed();
     const std::string message(result->previous.message());
-    Warn(absl::StrFormat("checkpoint save failed, training goes on: step %d%s: %s", failed.step,
-                         message.find(failed.path) == std::string::npos
-                             ? absl::StrCat(" (", failed.path, ")")
-                             : std::string(),
+    const std::string shard =
+        absl::StrCat(checkpoint::StepDir(c.checkpoint_dir, previous_step), "/",
+                     checkpoint::ShardFileName(rank(), ranks()));
+    // The writer's errors name the file; a committer's refusal may name only the step.
+    Warn(absl::StrFormat("checkpoint save failed, training goes on: step %d%s: %s",
+                         previous_step,
+                         message.find(shard) == std::string::npos ? absl::StrCat(" (", shard, ")")
+                                                                  : std::string(),
                          message));
   }
   if (log_) {

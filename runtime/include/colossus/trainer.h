@@ -248,6 +248,7 @@ class Trainer {
   double flops_per_token_ = 0.0;  // ModelFlopsPerToken(model, seq_len)
   double peak_flops_ = 0.0;       // 0: unknown, no MFU
   TrainerHooks hooks_;
+  int64_t last_save_step_ = -1;  // the step of the save in flight (or last started)
   // Declared last: destroyed first, before the group whose store its committer uses.
   std::unique_ptr<checkpoint::CheckpointWriter> writer_;
 };
