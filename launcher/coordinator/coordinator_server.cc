@@ -132,6 +132,7 @@ JobConfig ToJobConfig(const CoordinatorOptions& o) {
   c.node_timeout = o.node_timeout;
   c.hang_timeout = o.hang_timeout;
   c.max_restarts = o.max_restarts;
+  c.restart_backoff = o.restart_backoff;
   c.stop_grace = o.stop_grace;
   return c;
 }

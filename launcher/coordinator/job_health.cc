@@ -147,6 +147,9 @@ void JobState::ApplyHealthLocked(const std::string& node_id, Member& member,
     } else if (r.state() != v1::RANK_STATE_SUCCEEDED && before == v1::RANK_STATE_SUCCEEDED) {
       --ranks_succeeded_;
     }
+    // A step completed in this generation (status files are per generation: -1 until one
+    // ends), whether the rank is still running or has failed since.
+    if (r.step() >= 0) generation_progressed_ = true;
     slot.health = r;
     if (r.state() == v1::RANK_STATE_FAILED && before != v1::RANK_STATE_FAILED) {
       const int32_t rank = member.assignment.first_rank() + r.local_rank();

@@ -183,6 +183,7 @@ void JobState::ExpireJoinsLocked(absl::Time now, Deferred* deferred) {
 
 void JobState::MaybeFormLocked(absl::Time now, Deferred* deferred) {
   if (formed_ || IsFinalPhase(phase_) || !shutdown_.ok()) return;
+  if (now < form_not_before_) return;  // restart backoff: Tick forms it when it has passed
   const size_t n = joiners_.size();
   if (n == 0) return;
   const size_t min_nodes = static_cast<size_t>(config_.min_nodes);

@@ -20,6 +20,9 @@ absl::Status ValidateJobConfig(const JobConfig& c) {
         absl::StrCat("max_nodes ", c.max_nodes, " must be >= min_nodes ", c.min_nodes));
   }
   if (c.settle < absl::ZeroDuration()) return absl::InvalidArgumentError("settle is negative");
+  if (c.restart_backoff < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("restart_backoff is negative");
+  }
   auto positive = [](absl::Duration d, const char* name) -> absl::Status {
     if (d <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
@@ -228,9 +231,23 @@ void JobState::FailureLocked(const std::string& cause, absl::Time now, Deferred*
     return;
   }
   ++restarts_;
-  BeginGenerationLocked(
-      absl::StrCat("restart ", restarts_, " of ", config_.max_restarts, ": ", cause), now,
-      deferred);
+  // Backoff only for a crash loop: a generation that failed before any rank completed a
+  // step. One that trained restarts at once (its survivors' time is the job's goodput).
+  absl::Duration wait = absl::ZeroDuration();
+  failures_without_progress_ = generation_progressed_ ? 0 : failures_without_progress_ + 1;
+  if (failures_without_progress_ > 0 && config_.restart_backoff > absl::ZeroDuration()) {
+    wait = config_.restart_backoff * (1 << std::min(failures_without_progress_ - 1, 4));
+  }
+  std::string reason = absl::StrCat("restart ", restarts_, " of ", config_.max_restarts, ": ", cause);
+  if (wait > absl::ZeroDuration()) {
+    absl::StrAppend(&reason, " (no rank completed a step in generation ", generation_,
+                    failures_without_progress_ > 1
+                        ? absl::StrCat(", ", failures_without_progress_, " generations in a row")
+                        : std::string(),
+                    ": forming the next one after a backoff of ", absl::FormatDuration(wait), ")");
+  }
+  BeginGenerationLocked(reason, now, deferred);
+  form_not_before_ = now + wait;
 }
 
 void JobState::BeginGenerationLocked(const std::string& reason, absl::Time now,
@@ -245,6 +262,8 @@ void JobState::BeginGenerationLocked(const std::string& reason, absl::Time now,
   generation_ += 1;
   generation_began_ = now;
   formed_ = false;
+  generation_progressed_ = false;
+  form_not_before_ = absl::InfinitePast();  // FailureLocked sets a backoff after this
   phase_ = v1::JOB_PHASE_RESTARTING;
   reason_ = reason;
 

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   CoordinatorOptions o;
   std::string token_file;
   int64_t settle_ms = 0, join_timeout_ms = 600'000, heartbeat_ms = 1'000, node_timeout_ms = 30'000,
-          hang_timeout_ms = 600'000, stop_grace_ms = 10'000, store_wait_timeout_ms = 600'000,
+          hang_timeout_ms = 600'000, restart_backoff_ms = 0, stop_grace_ms = 10'000, store_wait_timeout_ms = 600'000,
           first_message_timeout_ms = 5'000, linger_ms = 1'000;
   int64_t store_max_bytes = o.store_limits.max_total_bytes;
   int max_nodes = 0;
@@ -138,6 +138,11 @@ int main(int argc, char** argv) {
   app.add_option("--hang-timeout-ms", hang_timeout_ms, "A RUNNING rank whose step does not advance this long is stuck")
       ->capture_default_str();
   app.add_option("--max-restarts", o.max_restarts, "Restart budget")->capture_default_str();
+  app.add_option("--restart-backoff-ms", restart_backoff_ms,
+                 "Wait before re-forming after a generation in which no rank completed a step "
+                 "(doubles per such failure in a row, at most 16x; a generation that trained "
+                 "restarts at once)")
+      ->capture_default_str();
   app.add_option("--stop-grace-ms", stop_grace_ms, "SIGTERM-to-SIGKILL grace told to agents")->capture_default_str();
   app.add_option("--tls-cert", o.tls_cert_path, "Server certificate (PEM); with --tls-key turns TLS on");
   app.add_option("--tls-key", o.tls_key_path, "Server private key (PEM)");
@@ -182,6 +187,7 @@ int main(int argc, char** argv) {
   o.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
   o.node_timeout = absl::Milliseconds(node_timeout_ms);
   o.hang_timeout = absl::Milliseconds(hang_timeout_ms);
+  o.restart_backoff = absl::Milliseconds(restart_backoff_ms);
   o.stop_grace = absl::Milliseconds(stop_grace_ms);
   o.store_wait_timeout = absl::Milliseconds(store_wait_timeout_ms);
   o.first_message_timeout = absl::Milliseconds(first_message_timeout_ms);

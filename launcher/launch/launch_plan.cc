@@ -66,6 +66,7 @@ CoordinatorOptions CoordinatorOptionsFor(const Manifest& m, const std::string& t
   o.node_timeout = m.health.node_timeout;
   o.hang_timeout = m.health.hang_timeout;
   o.max_restarts = m.restart.max_restarts;
+  o.restart_backoff = m.restart.backoff;
   if (m.coordinator.tls.enabled) {
     o.tls_cert_path = m.coordinator.tls.cert;
     o.tls_key_path = m.coordinator.tls.key;

@@ -442,6 +442,63 @@ TEST(JobStateRestart, BudgetSpentFailsTheJobNamingTheFailure) {
   EXPECT_TRUE(job.state.AwaitEnd(T0()));
 }
 
+// The restart backoff is for crash loops only: a generation that completed a step restarts
+// at once; one that failed before any step waits the backoff, doubled per such failure in
+// a row, and progress resets it.
+TEST(JobStateRestart, BackoffOnlyAfterAGenerationWithoutProgress) {
+  JobConfig cfg = Config(1, 1);
+  cfg.max_restarts = 10;
+  cfg.restart_backoff = absl::Seconds(5);
+  Job job(cfg);
+  absl::Time now = T0();
+  // Runs generation g: joins (held until it forms), opens the stream, optionally reports
+  // a completed step, then a failure. Returns the next generation's held Join.
+  auto fail_generation = [&](int64_t generation, bool progressed) {
+    auto [sink, id] = job.Open("a", now);
+    if (progressed) {
+      ASSERT_TRUE(job.state.Beat(id, MakeHealth("a", generation, {MakeRank(0, v1::RANK_STATE_RUNNING, 0)}), now).ok());
+    }
+    now += absl::Seconds(1);
+    ASSERT_TRUE(job.state.Beat(id, MakeHealth("a", generation, {MakeRank(0, v1::RANK_STATE_FAILED, progressed ? 0 : -1)}), now).ok());
+    ASSERT_EQ(job.state.phase(), v1::JOB_PHASE_RESTARTING);
+    ASSERT_EQ(job.state.generation(), generation + 1);
+  };
+  // Re-joins generation g at `now` and returns when it formed (or after `limit`).
+  auto formed_after = [&](int64_t generation, absl::Duration limit) -> absl::Duration {
+    const absl::Time start = now;
+    JoinOutcome a = job.Join("a", 1, now, generation);
+    while (!a->done() && now - start < limit) {
+      now += absl::Milliseconds(100);
+      job.state.Tick(now);
+    }
+    EXPECT_TRUE(a->done() && a->result->ok()) << "generation " << generation << " never formed";
+    return now - start;
+  };
+
+  EXPECT_EQ(formed_after(1, absl::Seconds(1)), absl::ZeroDuration());
+  fail_generation(1, /*progressed=*/true);
+  EXPECT_EQ(formed_after(2, absl::Seconds(60)), absl::ZeroDuration()) << "it trained: at once";
+  fail_generation(2, /*progressed=*/false);
+  EXPECT_THAT(job.Events(v1::JobEvent::KIND_RESTART).back().message(),
+              HasSubstr("no rank completed a step in generation 2: forming the next one after a "
+                        "backoff of 5s"));
+  EXPECT_EQ(formed_after(3, absl::Seconds(60)), absl::Seconds(5));
+  fail_generation(3, /*progressed=*/false);
+  EXPECT_THAT(job.Events(v1::JobEvent::KIND_RESTART).back().message(),
+              HasSubstr("2 generations in a row"));
+  EXPECT_EQ(formed_after(4, absl::Seconds(60)), absl::Seconds(10)) << "doubled";
+  for (int g = 4; g <= 6; ++g) {
+    fail_generation(g, /*progressed=*/false);
+    formed_after(g + 1, absl::Seconds(200));
+  }
+  fail_generation(7, /*progressed=*/false);
+  EXPECT_EQ(formed_after(8, absl::Seconds(200)), absl::Seconds(80)) << "capped at 16x";
+  fail_generation(8, /*progressed=*/true);
+  EXPECT_EQ(formed_after(9, absl::Seconds(60)), absl::ZeroDuration()) << "progress resets it";
+  fail_generation(9, /*progressed=*/false);
+  EXPECT_EQ(formed_after(10, absl::Seconds(60)), absl::Seconds(5));
+}
+
 TEST(JobStateEnd, AllRanksSucceededAndStop) {
   {
     Job job(Config(2, 2));

@@ -65,6 +65,9 @@ struct CoordinatorOptions {
   absl::Duration node_timeout = absl::Seconds(30);
   absl::Duration hang_timeout = absl::Minutes(10);
   int32_t max_restarts = 3;
+  // JobConfig::restart_backoff: the wait before re-forming after a generation in which no
+  // rank completed a step (doubling per such failure in a row, at most 16x).
+  absl::Duration restart_backoff = absl::ZeroDuration();
   absl::Duration stop_grace = absl::Seconds(10);
 
   // PEM files. Cert and key together turn TLS on; the client CA makes client

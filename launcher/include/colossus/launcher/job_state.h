@@ -18,7 +18,12 @@
 //                  dropped and partial checkpoint steps forgotten.
 //               -> FAILED on a failure with the budget (max_restarts) spent.
 //               -> SUCCEEDED when every rank of g reported SUCCEEDED.
-//   RESTARTING  re-forming generation g+1 from the survivors and any new nodes. Forms at
+//   RESTARTING  re-forming generation g+1 from the survivors and any new nodes. A
+//               failure of a generation in which no rank completed a step (a crash
+//               loop: a bad flag, a broken node, storage down) first waits the restart
+//               backoff, doubled for each such failure in a row (at most 16x); a
+//               generation that made progress restarts at once, since every second of
+//               waiting is paid by every GPU. Then it forms at
 //               once when every survivor has re-joined and at least min_nodes are in, or
 //               max_nodes are in; otherwise as in WAITING (min_nodes and settle), but only
 //               once the missing survivors have had node_timeout to come back. Elastic
@@ -95,6 +100,9 @@ struct JobConfig {
   absl::Duration node_timeout = absl::Seconds(30);       // silent this long: dead
   absl::Duration hang_timeout = absl::Minutes(10);       // step not advancing: stuck
   int32_t max_restarts = 3;
+  // Wait before re-forming after a generation that failed without completing a step
+  // (doubled per such failure in a row, capped at 16x); zero: never wait.
+  absl::Duration restart_backoff = absl::ZeroDuration();
   absl::Duration stop_grace = absl::Seconds(10);         // grace_ms of STOP/RESTART/EXIT
   int32_t max_local_world_size = 4096;
   // Nodes allowed to wait for a generation at once, beyond max_nodes.
@@ -346,6 +354,11 @@ class JobState {
   absl::Time generation_began_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_set<std::string> expected_ ABSL_GUARDED_BY(mu_);
   int32_t expected_joined_ ABSL_GUARDED_BY(mu_) = 0;
+  // Restart backoff: whether a rank of the formed generation completed a step, how many
+  // generations in a row failed without, and the earliest time the next one may form.
+  bool generation_progressed_ ABSL_GUARDED_BY(mu_) = false;
+  int32_t failures_without_progress_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time form_not_before_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   // Checkpoints.
   v1::CheckpointRef latest_ ABSL_GUARDED_BY(mu_);

@@ -101,7 +101,7 @@ struct ElasticSpec {
 
 struct RestartSpec {
   int max_restarts = 3;
-  absl::Duration backoff = absl::Seconds(5);  // wait before each restart
+  absl::Duration backoff = absl::Seconds(5);  // restart backoff of a crash loop (JobConfig)
   ElasticSpec elastic;
 };
 
