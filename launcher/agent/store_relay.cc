@@ -13,27 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "colossus/launcher/job_token.h"
 #include "store_relay_impl.h"
 
 namespace colossus::launcher {
-namespace {
-
-constexpr char kTokenMetadata[] = "x-colossus-token";
-
-// Constant-time comparison: the time depends on the lengths only.
-bool TokenMatches(std::string_view expected, std::string_view given) {
-  const size_t n = std::max(expected.size(), given.size());
-  unsigned char diff = expected.size() == given.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char a = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
-    const unsigned char b = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-    diff |= static_cast<unsigned char>(a ^ b);
-  }
-  volatile unsigned char result = diff;  // keep the loop from becoming an early exit
-  return result == 0;
-}
-
-}  // namespace
 
 StoreRelay::Impl::Impl(StoreRelayOptions options)
     : options_(std::move(options)),

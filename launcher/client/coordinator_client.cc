@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "call_canceller.h"
 #include "client_internal.h"
+#include "colossus/launcher/job_token.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/grpcpp.h"
 
@@ -106,7 +107,7 @@ v1::RequestHeader CoordinatorClient::Header() const {
 absl::StatusOr<std::unique_ptr<grpc::ClientContext>> CoordinatorClient::NewContext(
     absl::Time deadline, bool wait_for_ready) {
   auto context = std::make_unique<grpc::ClientContext>();
-  context->AddMetadata("x-colossus-token", options_.token);
+  context->AddMetadata(kTokenMetadata, options_.token);
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
   context->set_wait_for_ready(wait_for_ready);
   std::lock_guard<std::mutex> lock(mu_);

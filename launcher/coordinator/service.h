@@ -37,12 +37,11 @@
 #include "colossus/launcher/job_events.h"
 #include "colossus/launcher/job_state.h"
 #include "colossus/launcher/job_store.h"
+#include "colossus/launcher/job_token.h"
 
 namespace colossus::launcher::service {
 
 namespace v1 = ::colossus::coordinator::v1;
-
-inline constexpr char kTokenMetadata[] = "x-colossus-token";
 
 // A completion-queue tag.
 class CqTag {
@@ -135,8 +134,6 @@ class ServiceContext {
 };
 
 // Auth and header checks (service_auth.cc).
-// Constant-time comparison (the time depends on the lengths only).
-bool TokenMatches(std::string_view expected, std::string_view given);
 // UNAUTHENTICATED unless the call carries the job's token.
 grpc::Status Authorize(ServiceContext& ctx, const grpc::ServerContext& call);
 // INVALID_ARGUMENT when the header is missing, NOT_FOUND when it names another job.

@@ -7,21 +7,6 @@
 
 namespace colossus::launcher::service {
 
-bool TokenMatches(std::string_view expected, std::string_view given) {
-  // Every byte of the longer string is compared, so the time says nothing about where
-  // the first difference is.
-  const size_t n = std::max(expected.size(), given.size());
-  unsigned char diff = expected.size() == given.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char a = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
-    const unsigned char b = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-    diff |= static_cast<unsigned char>(a ^ b);
-  }
-  // Keep the compiler from turning the loop into an early-exit comparison.
-  volatile unsigned char result = diff;
-  return result == 0;
-}
-
 grpc::Status Authorize(ServiceContext& ctx, const grpc::ServerContext& call) {
   const auto& metadata = call.client_metadata();
   auto it = metadata.find(kTokenMetadata);

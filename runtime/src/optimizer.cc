@@ -70,11 +70,8 @@ StepStats StepStatsFor(const OptimizerConfig& config, float grad_sumsq, int64_t 
   return stats;
 }
 
-void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
-                      int64_t step, int64_t begin, int64_t end, float* m, float* v) {
-  CHECK(begin >= 0 && begin <= end && end <= model->flat_params().numel)
-      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << model->flat_params().numel;
-  kernels::Backend* be = model->backend();
+kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& config, const StepStats& stats,
+                                    int64_t step) {
   kernels::AdamWParams p;
   p.lr = stats.lr;
   p.beta1 = config.beta1;
@@ -82,6 +79,15 @@ void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats
   p.eps = config.eps;
   p.grad_scale = stats.clip_scale;
   p.step = step + 1;
+  return p;
+}
+
+void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
+                      int64_t step, int64_t begin, int64_t end, float* m, float* v) {
+  CHECK(begin >= 0 && begin <= end && end <= model->flat_params().numel)
+      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << model->flat_params().numel;
+  kernels::Backend* be = model->backend();
+  kernels::AdamWParams p = AdamWParamsFor(config, stats, step);
   // Each tensor sits at the same offset in the parameter, gradient and moment buffers;
   // the update is elementwise, so any sub-range of a tensor updates exactly as the
   // whole tensor would.

@@ -69,6 +69,10 @@ bool DecaysWeight(const Tensor& param);
 // The figures of one step from the squared global gradient norm: lr at `step`, the
 // norm, and torch.nn.utils.clip_grad_norm_'s scale.
 StepStats StepStatsFor(const OptimizerConfig& config, float grad_sumsq, int64_t step);
+// The kernel's AdamW parameters for `step` (0-based) from the config and the step's
+// figures: lr, betas, eps, the clip scale as grad_scale, bias correction for step + 1.
+kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& config, const StepStats& stats,
+                                    int64_t step);
 // Applies one AdamW update (stats.lr, stats.clip_scale, bias correction for `step`) to
 // the elements [begin, end) of model->flat_params(), reading the same range of
 // model->flat_grads(), parameter by parameter (weight decay per DecaysWeight), and

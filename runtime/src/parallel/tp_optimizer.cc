@@ -82,13 +82,7 @@ absl::StatusOr<StepStats> TpAdamW::Step(int64_t step) {
   be->CopyToHost(host, cells, sizeof(host));
   const StepStats stats = StepStatsFor(config_, host[0] + host[1], step);
 
-  kernels::AdamWParams p;
-  p.lr = stats.lr;
-  p.beta1 = config_.beta1;
-  p.beta2 = config_.beta2;
-  p.eps = config_.eps;
-  p.grad_scale = stats.clip_scale;
-  p.step = step + 1;
+  kernels::AdamWParams p = AdamWParamsFor(config_, stats, step);
   const auto& params = model_->params();
   const char* base = static_cast<const char*>(model_->flat_params().data);
   float* m = (*state_)[0].as<float>();
@@ -154,13 +148,7 @@ absl::StatusOr<StepStats> TpAdamW::ZeroStep(int64_t step) {
   be->CopyToHost(host, cells, sizeof(host));
   const StepStats stats = StepStatsFor(config_, host[0] + host[1], step);
 
-  kernels::AdamWParams p;
-  p.lr = stats.lr;
-  p.beta1 = config_.beta1;
-  p.beta2 = config_.beta2;
-  p.eps = config_.eps;
-  p.grad_scale = stats.clip_scale;
-  p.step = step + 1;
+  kernels::AdamWParams p = AdamWParamsFor(config_, stats, step);
   float* m = first_moment().as<float>();
   float* v = second_moment().as<float>();
   for (size_t i = 0; i < ps.size(); ++i) {

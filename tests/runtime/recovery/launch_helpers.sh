@@ -1,5 +1,5 @@
 # Shared by the end-to-end recovery scripts in this directory (sourced, not run):
-# recovery_test.sh, elastic_test.sh, storage_fault_test.sh.
+# recovery_test.sh, elastic_test.sh, storage_fault_test.sh, and ../tp/tp_recovery_test.sh.
 #
 # Before sourcing, set TRAIN (the train_gpt binary, absolute) and WORK (the test's
 # temporary directory, the current directory).

@@ -13,27 +13,9 @@ TRAIN=$(realpath "$1"); LAUNCH=$(realpath "$2"); DATA=$(realpath "$3"); SRC=$(re
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/colossus_tp_recovery.XXXXXX")
 [ -n "${KEEP_WORK:-}" ] || trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-# status_step GEN RANK: the step in that rank's status file (-1: none yet)
-status_step() {
-  /usr/bin/python3 -c 'import json,sys
-try: print(json.load(open(sys.argv[1])).get("step", -1))
-except Exception: print(-1)' "$WORK/run/status/gen$1/rank$2.json"
-}
-# worker_pid RANK: the train_gpt process of that rank of this job ("" if none)
-worker_pid() {
-  local e p
-  for e in /proc/[0-9]*/environ; do
-    p=${e#/proc/}; p=${p%/environ}
-    { tr '\0' '\n' <"$e" | grep -qx "COLOSSUS_RUN_DIR=$WORK/run"; } 2>/dev/null || continue
-    { tr '\0' '\n' <"$e" | grep -qx "RANK=$1"; } 2>/dev/null || continue
-    [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$TRAIN" ] && { echo "$p"; return; }
-  done
-}
-
-head -c 100000 "$SRC/examples/data/kjv-pentateuch.txt" > text.txt
-"$DATA" encode --tokenizer byte --output ds --val-fraction 0.1 text.txt >/dev/null || fail "encode"
+# fail, now, prepare_data, status_step, worker_pid (tests/runtime/recovery/launch_helpers.sh)
+source "$SRC/tests/runtime/recovery/launch_helpers.sh"
+prepare_data "$SRC"
 STEPS=120
 ARGS=(--preset tiny --train "$WORK/ds/train_*.bin" --steps $STEPS --threads 1 --global-batch 8
       --set training.batch_size=4 --set training.seq_len=32 --set sample.tokens=4
@@ -59,18 +41,18 @@ YAML
 launcher=$!
 AT=50
 deadline=$(( $(date +%s) + 120 ))
-while [ "$(status_step 1 1)" -lt "$AT" ]; do
+while [ "$(status_step "$WORK/run" 1 1)" -lt "$AT" ]; do
   kill -0 $launcher 2>/dev/null || { cat launch.txt; fail "the job ended before step $AT"; }
   [ "$(date +%s)" -lt $deadline ] || { kill $launcher; fail "rank 1 never reached step $AT"; }
   sleep 0.05
 done
-pid=$(worker_pid 1)
+pid=$(worker_pid "$WORK/run" 1)
 [ -n "$pid" ] || { kill $launcher; fail "no process for rank 1"; }
-seen=$(status_step 1 1)
+seen=$(status_step "$WORK/run" 1 1)
 t_fail=$(now)
 kill -KILL "$pid"
 # The first step completed by the next generation: its status file appears with it.
-while [ "$(status_step 2 0)" -lt 0 ]; do
+while [ "$(status_step "$WORK/run" 2 0)" -lt 0 ]; do
   kill -0 $launcher 2>/dev/null || break
   [ "$(date +%s)" -lt $((deadline + 120)) ] || { kill $launcher; fail "no restart"; }
   sleep 0.02
