@@ -4,6 +4,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "colossus/memory_plan.h"
 
 namespace colossus::gpt_layout {
 
@@ -23,5 +28,32 @@ struct BlockActs {
   size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, res2;
   size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, res3;
 };
+
+// Plans block `layer`'s saved activations in `plan` as "h.<layer>.<name>" for B x T
+// tokens of width C, in the compute dtype `act` (statistics in f32). A tensor-parallel
+// shard holds `heads` of the heads, attention width `attn` (3 * attn for q, k, v) and
+// MLP width `mlp`; the whole model: heads = n_head, attn = C, mlp = 4C.
+inline BlockActs PlanBlockActs(MemoryPlan& plan, int64_t layer, int64_t B, int64_t T, int64_t C,
+                               int64_t heads, int64_t attn, int64_t mlp, kernels::DType act) {
+  const kernels::DType F32 = kernels::DType::kF32;
+  const std::string p = absl::StrCat("h.", layer, ".");
+  BlockActs a;
+  a.ln1 = plan.Add(p + "ln1", {B, T, C}, act);
+  a.ln1_mean = plan.Add(p + "ln1_mean", {B, T}, F32);
+  a.ln1_rstd = plan.Add(p + "ln1_rstd", {B, T}, F32);
+  a.qkv = plan.Add(p + "qkv", {B, T, 3 * attn}, act);
+  a.atty = plan.Add(p + "atty", {B, T, attn}, act);
+  a.att_lse = plan.Add(p + "att_lse", {B, heads, T}, F32);
+  a.attproj = plan.Add(p + "attproj", {B, T, C}, act);
+  a.res2 = plan.Add(p + "res2", {B, T, C}, act);
+  a.ln2 = plan.Add(p + "ln2", {B, T, C}, act);
+  a.ln2_mean = plan.Add(p + "ln2_mean", {B, T}, F32);
+  a.ln2_rstd = plan.Add(p + "ln2_rstd", {B, T}, F32);
+  a.fch = plan.Add(p + "fch", {B, T, mlp}, act);
+  a.fch_gelu = plan.Add(p + "fch_gelu", {B, T, mlp}, act);
+  a.fcproj = plan.Add(p + "fcproj", {B, T, C}, act);
+  a.res3 = plan.Add(p + "res3", {B, T, C}, act);
+  return a;
+}
 
 }  // namespace colossus::gpt_layout

@@ -146,24 +146,7 @@ absl::Status TensorParallelGPT::Plan() {
   m.tokens = act("local_tokens", {B, T}, DType::kI32);
   m.encoded = act("encoded", {B, T, C}, A);
   for (int64_t l = 0; l < L; ++l) {
-    const std::string p = absl::StrCat("h.", l, ".");
-    BlockActs a;
-    a.ln1 = act(p + "ln1", {B, T, C}, A);
-    a.ln1_mean = act(p + "ln1_mean", {B, T}, F32);
-    a.ln1_rstd = act(p + "ln1_rstd", {B, T}, F32);
-    a.qkv = act(p + "qkv", {B, T, 3 * Cl}, A);
-    a.atty = act(p + "atty", {B, T, Cl}, A);
-    a.att_lse = act(p + "att_lse", {B, NHl, T}, F32);
-    a.attproj = act(p + "attproj", {B, T, C}, A);
-    a.res2 = act(p + "res2", {B, T, C}, A);
-    a.ln2 = act(p + "ln2", {B, T, C}, A);
-    a.ln2_mean = act(p + "ln2_mean", {B, T}, F32);
-    a.ln2_rstd = act(p + "ln2_rstd", {B, T}, F32);
-    a.fch = act(p + "fch", {B, T, Fl}, A);
-    a.fch_gelu = act(p + "fch_gelu", {B, T, Fl}, A);
-    a.fcproj = act(p + "fcproj", {B, T, C}, A);
-    a.res3 = act(p + "res3", {B, T, C}, A);
-    m.blocks.push_back(a);
+    m.blocks.push_back(gpt_layout::PlanBlockActs(m.act_plan, l, B, T, C, NHl, Cl, Fl, A));
   }
   m.lnf = act("lnf", {B, T, C}, A);
   m.lnf_mean = act("lnf_mean", {B, T}, F32);
