@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "colossus/memory_plan.h"
 
 namespace colossus::gpt_layout {
@@ -54,6 +56,31 @@ inline BlockActs PlanBlockActs(MemoryPlan& plan, int64_t layer, int64_t B, int64
   a.fcproj = plan.Add(p + "fcproj", {B, T, C}, act);
   a.res3 = plan.Add(p + "res3", {B, T, C}, act);
   return a;
+}
+
+// Checks a batch of B x T = n token ids (and targets, when given; a negative target is
+// ignored) against the vocabulary [0, V): out-of-range ids would index past the
+// embedding table, so they are refused here, where the row and position can be named.
+// Returns how many targets count towards the loss (0 without targets).
+inline absl::StatusOr<int64_t> CheckBatchIds(const int32_t* tokens, const int32_t* targets,
+                                             int64_t n, int64_t T, int64_t V) {
+  int64_t counted = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "input token %d at batch row %d, position %d is outside the vocabulary [0, %d)",
+          tokens[i], i / T, i % T, V));
+    }
+    if (targets != nullptr) {
+      if (targets[i] >= V) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "target %d at batch row %d, position %d is outside the vocabulary [0, %d)",
+            targets[i], i / T, i % T, V));
+      }
+      counted += targets[i] >= 0;
+    }
+  }
+  return counted;
 }
 
 }  // namespace colossus::gpt_layout

@@ -213,24 +213,9 @@ absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets
   const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
   const int NH = config_.n_head, L = config_.n_layer;
   const int64_t N = static_cast<int64_t>(B) * T;
-  // Out-of-range ids would index past the embedding table: refuse them here, where
-  // the position can still be named.
-  int64_t counted = 0;
-  for (int64_t i = 0; i < N; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= V) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "input token %d at batch row %d, position %d is outside the vocabulary [0, %d)",
-          tokens[i], i / T, i % T, V));
-    }
-    if (targets != nullptr) {
-      if (targets[i] >= V) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "target %d at batch row %d, position %d is outside the vocabulary [0, %d)",
-            targets[i], i / T, i % T, V));
-      }
-      counted += targets[i] >= 0;
-    }
-  }
+  absl::StatusOr<int64_t> checked = gpt_layout::CheckBatchIds(tokens, targets, N, T, V);
+  if (!checked.ok()) return checked.status();
+  const int64_t counted = *checked;
 
   Impl& m = *impl_;
   m.B = B;

@@ -219,21 +219,10 @@ absl::StatusOr<float> TensorParallelGPT::Forward(const int32_t* tokens, const in
   const int64_t Vl = local_vocab(), v0 = vocab_begin();
   const int64_t N = static_cast<int64_t>(B) * T;
   Impl& m = *impl_;
-  int64_t counted = 0;
+  absl::StatusOr<int64_t> checked = CheckBatchIds(tokens, targets, N, T, V);
+  if (!checked.ok()) return checked.status();
+  const int64_t counted = *checked;
   for (int64_t i = 0; i < N; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= V) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "input token %d at batch row %d, position %d is outside the vocabulary [0, %d)",
-          tokens[i], i / T, i % T, V));
-    }
-    if (targets != nullptr) {
-      if (targets[i] >= V) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "target %d at batch row %d, position %d is outside the vocabulary [0, %d)",
-            targets[i], i / T, i % T, V));
-      }
-      counted += targets[i] >= 0;
-    }
     // Tokens of other ranks' rows select the zero row Vl of wte_ext.
     const int64_t local = tokens[i] - v0;
     m.host_local_tokens[i] = static_cast<int32_t>(local >= 0 && local < Vl ? local : Vl);
