@@ -219,10 +219,11 @@ void JobState::FormLocked(absl::Time now, Deferred* deferred) {
   chosen.reserve(candidates.size());
   for (auto& c : candidates) chosen.push_back(std::move(c.second));
   std::sort(chosen.begin(), chosen.end());  // rank order is node_id order
-  // Members of the last generation that are not back (an elastic shrink): named in the
-  // event, so that the lost node is not only implied by a smaller world size.
+  // Members of the last generation left out (an elastic shrink): named in the event, so
+  // that the lost node is not only implied by a smaller world size. Both kinds count: a
+  // node declared dead, and a survivor told to restart that did not re-join in time.
   std::vector<std::string> left_out;
-  for (const std::string& node : expected_) {
+  for (const std::string& node : last_members_) {
     if (!std::binary_search(chosen.begin(), chosen.end(), node)) left_out.push_back(node);
   }
   std::sort(left_out.begin(), left_out.end());
@@ -267,6 +268,7 @@ void JobState::FormLocked(absl::Time now, Deferred* deferred) {
   phase_ = v1::JOB_PHASE_RUNNING;
   expected_.clear();
   expected_joined_ = 0;
+  last_members_.clear();
   next_health_scan_ = now;
 
   // Durable before any member hears of it: a coordinator restarted after a Join returned
@@ -296,7 +298,7 @@ void JobState::FormLocked(absl::Time now, Deferred* deferred) {
                            " nodes, world size ", world_size_,
                            left_out.empty() ? ""
                                             : absl::StrCat(" without node ", absl::StrJoin(left_out, ", node "),
-                                                           " of the last generation (not back within the node timeout)"),
+                                                           " of the last generation"),
                            ", resume from step ",
                            latest_.step(), ", restarts ", restarts_, " of ", config_.max_restarts,
                            journaled.ok() ? "" : absl::StrCat(" [journal: ", journaled.message(), "]")),

@@ -254,7 +254,9 @@ void JobState::BeginGenerationLocked(const std::string& reason, absl::Time now,
                                      Deferred* deferred) {
   expected_.clear();
   expected_joined_ = 0;
+  last_members_.clear();
   for (const auto& [id, m] : members_) {
+    last_members_.insert(id);
     if (!m.alive) continue;
     expected_.insert(id);
     if (joiners_.contains(id)) ++expected_joined_;

@@ -4,7 +4,8 @@
 // generation that follows (its own shards of that step start from nothing and commit
 // with its own shard count), nor by a coordinator restarted on the journal; a step saved
 // again by a generation that fell back past it commits only when complete; a generation
-// formed without a node of the last one names it.
+// formed without a node of the last one names it, whether that node was declared dead or
+// did not re-join.
 #include <memory>
 #include <string>
 #include <vector>
@@ -222,6 +223,19 @@ TEST(ElasticCommit, GenerationFormedWithoutALostNodeNamesIt) {
   state.Tick(T0() + absl::Seconds(32));
   ASSERT_TRUE(a2->done() && a2->result->ok());
   EXPECT_EQ(a2->value().world_size(), 2);
+  std::string formed;
+  for (const v1::JobEvent& e : events.Recent(100)) {
+    if (e.kind() == v1::JobEvent::KIND_GENERATION_FORMED && e.generation() == 2) formed = e.message();
+  }
+  EXPECT_THAT(formed, HasSubstr("world size 2 without node b"));
+}
+
+// The other way a node is lost: declared dead (silent past the node timeout) before the
+// restart, so it is not among the survivors awaited; it is still named.
+TEST(ElasticCommit, GenerationFormedWithoutADeadNodeNamesIt) {
+  JobEvents events;
+  JobState state(ElasticConfig(), nullptr, nullptr, &events);
+  ASSERT_EQ(ShrinkWithStep80HalfReported(state).world_size(), 2);
   std::string formed;
   for (const v1::JobEvent& e : events.Recent(100)) {
     if (e.kind() == v1::JobEvent::KIND_GENERATION_FORMED && e.generation() == 2) formed = e.message();

@@ -354,6 +354,9 @@ class JobState {
   absl::Time generation_began_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_set<std::string> expected_ ABSL_GUARDED_BY(mu_);
   int32_t expected_joined_ ABSL_GUARDED_BY(mu_) = 0;
+  // Every member of the last generation, survivor or dead, so that the formed event names
+  // each one left out (a node declared dead is not in expected_ but was lost all the same).
+  absl::flat_hash_set<std::string> last_members_ ABSL_GUARDED_BY(mu_);
   // Restart backoff: whether a rank of the formed generation completed a step, how many
   // generations in a row failed without, and the earliest time the next one may form.
   bool generation_progressed_ ABSL_GUARDED_BY(mu_) = false;
