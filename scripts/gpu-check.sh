@@ -31,8 +31,8 @@
 # Outputs, in $OUT (default ./gpu-check-out): gpu-report.md, gpu-report.json and
 # gpu-check-logs.tar.gz (every log and gtest JSON). The report is rewritten after every
 # phase, so a run cut short still reports what it finished.
-#
-# Not here yet: the non-GEMM share of a step (needs a per-kernel profile of one step).
+# The gpt2-bench phase also profiles 3 of our steps op by op (colossus-cpu-bench
+# --profile-steps) and reports the non-GEMM share of the step's GPU time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -163,7 +163,9 @@ if status("gpt2-step-bench") is not None:
         report["gpt2_step_bench"] = {}
     report["gpt2_step_bench"]["exit"] = status("gpt2-step-bench")
     report["gpt2_step_bench"]["output"] = read("gpt2-step-bench.log")[-4000:]
-report["notes"].append("The non-GEMM share of a training step's GPU time: not measured yet.")
+if not (report["gpt2_step_bench"] or {}).get("ours", {}).get("profile"):
+    report["notes"].append("The non-GEMM share of a training step's GPU time (the gpt2-bench "
+                           "phase's profile): not measured in this run.")
 
 json.dump(report, open(os.path.join(out, "gpu-report.json"), "w"), indent=2)
 
@@ -226,6 +228,20 @@ if gs:
                                                        "%.1f%%" % (100 * r["mfu"]) if "mfu" in r else "-"))
         if "speedup_ours_over_torch" in gs:
             md += ["", "Speed-up ours / torch: **%.3f**" % gs["speedup_ours_over_torch"]]
+        prof = gs["ours"].get("profile")
+        if prof:
+            n, span = prof["steps"], prof["span_ms"]
+            md += ["", "Where our step's GPU time goes (%d profiled steps, CUDA events around every op; "
+                   "target: non-GEMM kernels <= 25%% of the step): non-GEMM **%.1f%%** (%.1f%% without "
+                   "attention), %s." % (n, 100 * prof["non_gemm_share"],
+                                         100 * prof["non_gemm_share_excluding_attention"],
+                                         "met" if prof["non_gemm_share"] <= 0.25 else "MISSED"), "",
+                   "| op | category | calls/step | ms/step | % of step |", "| --- | --- | --- | --- | --- |"]
+            for o in prof["ops"]:
+                md.append("| %s | %s | %.1f | %.3f | %.1f%% |" % (o["op"], o["category"], o["calls"] / n,
+                                                                  o["total_ms"] / n, 100 * o["total_ms"] / span))
+            md.append("| (between ops) | | | %.3f | %.1f%% |" % (prof["between_ops_ms"] / n,
+                                                               100 * prof["between_ops_ms"] / span))
     md += ["", "```", gs.get("output", "").strip()[-3000:], "```"]
 md += ["", "## Not measured yet", ""] + ["- " + n for n in report["notes"]]
 skipped = [os.path.basename(p)[:-7] for p in glob.glob(os.path.join(logs, "*.status")) if read(os.path.basename(p)).strip() == "skipped"]

@@ -10,7 +10,9 @@
 # thermals hurt both alike), pools the timed steps of each side and prints the median
 # step time, tokens/s, MFU of both (the formula in runtime/include/colossus/mfu.h, the peak
 # ours reports for this GPU) and the speed-up ours over torch (issue 3's target: >= 1.1,
-# and MFU >= 45%). Each step of either side ends with a device synchronize.
+# and MFU >= 45%). Each step of either side ends with a device synchronize. Ours's last
+# round then profiles 3 more steps op by op (--profile-steps) and the summary prints the
+# share of the step's GPU time in non-GEMM kernels (target: at most 25%).
 #
 # Environment: COLOSSUS_BENCH (default BUILD_DIR/bench/colossus-cpu-bench, the step
 # benchmark, run with --device cuda), COLOSSUS_TORCH_PYTHON (default python3; must import
@@ -53,8 +55,12 @@ ours=(--preset gpt2-124m --device cuda --batch "${batch}" --seq "${seq}")
 have_torch=1
 for r in $(seq 1 "${rounds}"); do
   echo "== round ${r}: colossus" >&2
-  "${bench}" "${ours[@]}" --warmup "${warmup}" --steps "${steps}" --json "${work}/ours.${r}.json" |
-    grep -v '^JSON' >&2
+  # The last round also profiles 3 steps op by op after its timed ones (not among them):
+  # the non-GEMM share of a step (issue 3's target: at most 25% of the step's GPU time).
+  profile=()
+  (( r == rounds )) && profile=(--profile-steps 3)
+  "${bench}" "${ours[@]}" --warmup "${warmup}" --steps "${steps}" "${profile[@]}" \
+    --json "${work}/ours.${r}.json" | grep -v '^JSON' >&2
   if (( have_torch )); then
     echo "== round ${r}: torch" >&2
     if ! "${python}" "${torch_step}" --dir "${work}" --warmup "${warmup}" --steps "${steps}" \
@@ -88,6 +94,8 @@ for impl in ("ours", "torch"):
         out["backend"] = runs[0]["backend"]
         out["flops_per_token"] = runs[0]["flops_per_token"]
         out["peak_flops"] = runs[0].get("peak_flops")
+        if "profile" in runs[-1]:
+            out["ours"]["profile"] = runs[-1]["profile"]
     else:
         out["torch_version"] = runs[0]["torch"]
         out["gpu"] = runs[0]["gpu"]
@@ -120,6 +128,18 @@ if "speedup_ours_over_torch" in out:
 if "ours" in out and "mfu" in out["ours"]:
     m = out["ours"]["mfu"]
     print(f"MFU ours: {100 * m:.1f}% (target >= 45%: {'met' if m >= 0.45 else 'MISSED'})")
+prof = out.get("ours", {}).get("profile")
+if prof:
+    n = prof["steps"]
+    cat = prof["category_ms"]
+    span = prof["span_ms"]
+    print(f"profile of {n} steps (CUDA events around every op): {span / n:.1f} ms per step; "
+          + ", ".join(f"{k} {100 * v / span:.1f}%" for k, v in cat.items())
+          + f", between ops {100 * prof['between_ops_ms'] / span:.1f}%")
+    share = prof["non_gemm_share"]
+    print(f"non-GEMM kernels: {100 * share:.1f}% of the step "
+          f"({100 * prof['non_gemm_share_excluding_attention']:.1f}% without attention; "
+          f"target <= 25%: {'met' if share <= 0.25 else 'MISSED'})")
 print("JSON " + json.dumps(out))
 if result_path:
     with open(result_path, "w") as f:

@@ -3,9 +3,12 @@
 #include "colossus/model.h"
 
 #include <cmath>
+#include <map>
+#include <string>
 #include <random>
 #include <vector>
 
+#include "colossus/kernels/profiling_backend.h"
 #include "colossus/optimizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -214,6 +217,56 @@ TEST(GPT, SmallerBatchThanPlannedMatchesItsOwnPlan) {
   auto b = small.model->Forward(small.tokens.data(), small.targets.data(), 1, 6);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_FLOAT_EQ(*a, *b);
+}
+
+// A training step through the profiler: every op the step runs is counted as often as
+// the model's structure says, and the profiled step trains exactly like a plain one.
+TEST(GPT, ProfiledStepCountsEachOpOfTheStructureAndChangesNothing) {
+  const GPTConfig c = Ragged();
+  const uint64_t seed = 7;
+  Fixture plain(c, 3, 11, seed);
+  auto cpu = kernels::MakeCpuBackend(2);
+  kernels::ProfilingBackend prof(cpu.get());
+  auto model = std::move(*GPT::Create(c, &prof, 3, 11));
+  model->InitWeights(seed);
+  OptimizerConfig oc;
+  auto plain_opt = *AdamW::Create(oc, plain.model.get());
+  auto opt = *AdamW::Create(oc, model.get());
+  for (int step = 0; step < 2; ++step) {
+    if (step == 1) prof.Start();
+    model->ZeroGrad();
+    const float loss = *model->Forward(plain.tokens.data(), plain.targets.data(), 3, 11);
+    model->Backward();
+    opt->Step(step);
+    plain.model->ZeroGrad();
+    const float want = *plain.model->Forward(plain.tokens.data(), plain.targets.data(), 3, 11);
+    plain.model->Backward();
+    plain_opt->Step(step);
+    EXPECT_EQ(loss, want) << "step " << step;
+  }
+  const kernels::OpProfile p = prof.Stop(1);
+  std::map<std::string, int64_t> calls;
+  for (const kernels::OpStats& s : p.ops) calls[s.op] = s.calls;
+  const int L = c.n_layer;
+  EXPECT_EQ(calls["AttentionForward"], L);
+  EXPECT_EQ(calls["AttentionBackward"], L);
+  EXPECT_EQ(calls["MatmulGeluForward"], L);             // the MLP's first Linear
+  EXPECT_EQ(calls["MatmulForward"], 3 * L + 1);         // qkv, attention proj, MLP proj; LM head
+  EXPECT_EQ(calls["MatmulBackward"], 4 * L + 1);        // the same five per layer, backward
+  EXPECT_EQ(calls["EmbeddingForward"], 1);
+  EXPECT_EQ(calls["EmbeddingBackward"], 1);
+  EXPECT_EQ(calls["CrossEntropyForward"], 1);
+  EXPECT_EQ(calls["CrossEntropyBackward"], 1);
+  EXPECT_GE(calls["AdamW"], 1);
+  EXPECT_GT(p.CategoryMs(kernels::OpCategory::kGemm), 0.0);
+  EXPECT_GT(p.span_ms, 0.0);
+  auto weights = [](kernels::Backend& be, kernels::View v) {
+    std::vector<float> h(static_cast<size_t>(v.numel));
+    be.CopyToHost(h.data(), v.data, v.bytes());
+    return h;
+  };
+  EXPECT_EQ(weights(*plain.backend, plain.model->flat_params()), weights(*cpu, model->flat_params()))
+      << "weights after two steps, profiled or not";
 }
 
 }  // namespace
