@@ -34,6 +34,9 @@ std::chrono::milliseconds ToMs(absl::Duration d) {
 // Gloo's slot tags are 32 bits; sequence numbers wrap there, which only matters if
 // four billion collectives were in flight at once.
 uint32_t Tag(uint64_t seq) { return static_cast<uint32_t>(seq); }
+// The tag of the barrier that ends a group's creation: no collective's (sequence numbers
+// start at 1 and would need four billion calls to get here).
+constexpr uint32_t kFormedTag = 0xFFFFFFFFu;
 
 // Gloo's typed option setters only use sizeof(T): pick an unsigned type of the right
 // width and let our reduce functions interpret the bits.
@@ -99,6 +102,17 @@ absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(
     GlooStoreAdapter adapter(std::make_shared<PrefixStore>(store, "gloo"),
                              options.comm.init_timeout);
     context->connectFullMesh(adapter, device);
+    // No member returns before every member has connected. Without this a member that
+    // finished its side first could return and exit (a test's rank, a job at its end)
+    // while a slower peer was still completing a connection to it, and that peer's
+    // creation failed with "Connection closed by peer" (seen in CI: a 4-rank TP test
+    // whose fastest rank returned right after SplitTpDp).
+    if (size > 1) {
+      gloo::BarrierOptions formed(context);
+      formed.setTag(kFormedTag);
+      formed.setTimeout(ToMs(options.comm.init_timeout));
+      gloo::barrier(formed);
+    }
     context->setTimeout(ToMs(options.comm.timeout));
   });
   if (!s.ok()) {
