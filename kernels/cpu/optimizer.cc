@@ -16,10 +16,15 @@ void AdamW(F* param, const G* grad, F* m, F* v, int64_t n, const AdamWParams& p)
   // rounded once to the compute type.
   const F bc1 = static_cast<F>(1.0 - std::pow(static_cast<double>(p.beta1), p.step));
   const F bc2 = static_cast<F>(1.0 - std::pow(static_cast<double>(p.beta2), p.step));
-  const F b1 = p.beta1, b2 = p.beta2, lr = p.lr, eps = p.eps, wd = p.weight_decay;
+  const F b1 = p.beta1, b2 = p.beta2, lr = p.lr, eps = p.eps, decay = p.weight_decay;
   const F scale = p.grad_scale;
+  const uint8_t* mask = p.decay_mask;
+  const int64_t origin = p.mask_origin;
 #pragma omp parallel for simd schedule(static) if (n >= kMinParallelWork)
   for (int64_t i = 0; i < n; ++i) {
+    // 0 * param, not a skipped term, where the mask says no decay: the same arithmetic
+    // as a call with weight_decay 0, so a masked call equals one call per tensor.
+    const F wd = mask == nullptr || mask[(origin + i) / kAdamWDecayGranule] != 0 ? decay : F(0);
     const F g = static_cast<F>(Widen(grad[i])) * scale;
     const F mi = b1 * m[i] + (F(1) - b1) * g;
     const F vi = b2 * v[i] + (F(1) - b2) * g * g;

@@ -1,8 +1,10 @@
 // AdamW (torch.optim.AdamW's update), fused over all parameters: one elementwise map
-// (elementwise.cuh for the geometry) that reads the f32 master weight, the gradient
-// (any float dtype), the two f32 moments, writes the three f32 values back and, when
-// asked, the compute copy of the weight (bf16 on CUDA) in the same pass. Per element
-// that is 16 bytes in (with an f32 gradient) and 12 + 2 out: bandwidth-bound, so the
+// (elementwise.cuh for the geometry) over the whole flat parameter buffer, with weight
+// decay per tensor through one byte per 16-element granule (AdamWParams::decay_mask).
+// It reads the f32 master weight, the gradient (any float dtype), the two f32 moments,
+// writes the three f32 values back and, when asked, the compute copy of the weight
+// (bf16 on CUDA) in the same pass. Per element that is 16 bytes in (with an f32
+// gradient) and 12 + 2 out, plus 1/16 of a mask byte: bandwidth-bound, so the
 // arithmetic is written exactly as the CPU reference writes it (divisions and sqrtf,
 // IEEE-rounded) at no cost in time.
 #include <cmath>
@@ -31,6 +33,8 @@ struct AdamWOp {
   float* m;
   float* v;
   P* copy;
+  const uint8_t* mask;  // AdamWParams::decay_mask, or null
+  int64_t origin;       // AdamWParams::mask_origin
   AdamWConstants k;
   template <int N>
   __device__ __forceinline__ void Apply(int64_t i) const {
@@ -46,8 +50,14 @@ struct AdamWOp {
       vi[e] = k.beta2 * vi[e] + (1.0f - k.beta2) * gs * gs;
       const float mhat = mi[e] / k.bias_correction1;
       const float vhat = vi[e] / k.bias_correction2;
+      // Per element, not per vector: a vector may start mid-granule when the call's
+      // origin is not a multiple of the vector width (a ZeRO shard's range). The byte
+      // is one L1 hit for 16 elements.
+      const float wd =
+          mask == nullptr || mask[(origin + i + e) / kAdamWDecayGranule] != 0 ? k.weight_decay
+                                                                              : 0.0f;
       // Decoupled weight decay on the parameter before this update.
-      w[e] -= k.lr * (mhat / (sqrtf(vhat) + k.eps) + k.weight_decay * w[e]);
+      w[e] -= k.lr * (mhat / (sqrtf(vhat) + k.eps) + wd * w[e]);
     }
     StoreVec<N>(param + i, w);
     StoreVec<N>(m + i, mi);
@@ -68,6 +78,8 @@ void AdamW(const LaunchContext& ctx, float* param, View grad, float* m, float* v
   k.eps = p.eps;
   k.weight_decay = p.weight_decay;
   k.grad_scale = p.grad_scale;
+  const uint8_t* mask = p.decay_mask;
+  const int64_t origin = p.mask_origin;
   // In double, as PyTorch computes them (Python floats), rounded once: as the CPU does.
   k.bias_correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(p.beta1), p.step));
   k.bias_correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(p.beta2), p.step));
@@ -79,15 +91,16 @@ void AdamW(const LaunchContext& ctx, float* param, View grad, float* m, float* v
         using G = decltype(gtag);
         const G* g = grad.as<const G>();
         if (param_copy.empty()) {
-          LaunchMap(ctx, AdamWOp<G, NoCopy>{param, g, m, v, nullptr, k}, n, aligned);
+          LaunchMap(ctx, AdamWOp<G, NoCopy>{param, g, m, v, nullptr, mask, origin, k}, n,
+                    aligned);
           return;
         }
         DispatchFloat(
             param_copy.dtype, "AdamW",
             [&](auto ptag) {
               using P = decltype(ptag);
-              LaunchMap(ctx, AdamWOp<G, P>{param, g, m, v, param_copy.as<P>(), k}, n,
-                        aligned);
+              LaunchMap(ctx, AdamWOp<G, P>{param, g, m, v, param_copy.as<P>(), mask, origin, k},
+                        n, aligned);
             },
             /*allow_f16=*/true);
       },

@@ -7,12 +7,15 @@
 
 namespace colossus {
 namespace {
-constexpr size_t kAlign = 64;
 size_t RoundUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 }  // namespace
 
-MemoryPlan::MemoryPlan(kernels::Backend* backend, std::string group)
-    : backend_(backend), group_(std::move(group)) {}
+MemoryPlan::MemoryPlan(kernels::Backend* backend, std::string group, size_t align_bytes)
+    : backend_(backend), group_(std::move(group)), align_(align_bytes) {
+  // 4 at least: Allocate zero-fills the arena as f32 words. At most 256: the base's.
+  CHECK(align_ >= 4 && align_ <= 256 && (align_ & (align_ - 1)) == 0)
+      << "MemoryPlan '" << group_ << "': alignment " << align_ << " is not a power of two in [4, 256]";
+}
 
 MemoryPlan::~MemoryPlan() {
   if (base_ != nullptr) backend_->Free(base_);
@@ -26,7 +29,7 @@ size_t MemoryPlan::Add(std::string name, std::vector<int64_t> shape, kernels::DT
   t.dtype = dtype;
   t.device = backend_->kind();
   offsets_.push_back(bytes_);
-  bytes_ = RoundUp(bytes_ + t.bytes(), kAlign);
+  bytes_ = RoundUp(bytes_ + t.bytes(), align_);
   tensors_.push_back(std::move(t));
   return tensors_.size() - 1;
 }

@@ -1,6 +1,7 @@
 #include "colossus/model.h"
 
 #include <cmath>
+#include <cstddef>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -20,7 +21,11 @@ using namespace gpt_layout;  // NOLINT: the block layout's names, shared with pa
 struct GPT::Impl {
   explicit Impl(kernels::Backend* b)
       : param_plan(b, "parameters"),
-        compute_plan(b, "compute weights"),
+        // Element offsets equal to param_plan's (16 elements per alignment unit, see
+        // memory_plan.h), so one AdamW call updates masters and copies alike.
+        compute_plan(b, "compute weights",
+                     static_cast<size_t>(kernels::kAdamWDecayGranule) *
+                         kernels::DTypeSize(b->compute_dtype())),
         grad_plan(b, "gradients"),
         act_plan(b, "activations") {}
   MemoryPlan param_plan;    // f32 master weights, what the optimizer updates
@@ -108,6 +113,7 @@ absl::Status GPT::Plan(int64_t flat_multiple) {
   if (padded) {
     m.param_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
     m.grad_plan.Add("(flat padding)", {flat_numel_ - unpadded}, DType::kF32);
+    if (copies) m.compute_plan.Add("(flat padding)", {flat_numel_ - unpadded}, m.act_dtype);
   }
 
   // Activations for the largest batch; smaller batches use a prefix of each buffer.
@@ -143,6 +149,14 @@ absl::Status GPT::Plan(int64_t flat_multiple) {
     grads_.pop_back();
   }
   compute_params_ = copies ? m.compute_plan.tensors() : params_;
+  if (copies && padded) compute_params_.pop_back();
+  // The mirror flat_compute_params() promises (the plans' alignments make it so).
+  for (size_t i = 0; copies && i < params_.size(); ++i) {
+    CHECK((static_cast<char*>(compute_params_[i].data) - static_cast<char*>(m.compute_plan.base())) ==
+          (static_cast<char*>(params_[i].data) - static_cast<char*>(m.param_plan.base())) / 4 *
+              static_cast<ptrdiff_t>(kernels::DTypeSize(m.act_dtype)))
+        << params_[i].name << ": compute copy not at its master weight's element offset";
+  }
   num_params_ = 0;
   for (const Tensor& t : params_) num_params_ += t.numel();
   CHECK(num_params_ == config_.NumParameters()) << num_params_ << " vs " << config_.NumParameters();
@@ -151,6 +165,11 @@ absl::Status GPT::Plan(int64_t flat_multiple) {
 
 View GPT::flat_params() const {
   return View(impl_->param_plan.base(), DType::kF32, flat_numel_);
+}
+
+View GPT::flat_compute_params() const {
+  if (impl_->compute_plan.size() == 0) return flat_params();
+  return View(impl_->compute_plan.base(), impl_->act_dtype, flat_numel_);
 }
 
 View GPT::flat_grads() const {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "colossus/check.h"
@@ -52,6 +53,9 @@ absl::StatusOr<std::unique_ptr<AdamW>> AdamW::Create(const OptimizerConfig& conf
   opt->state_->Add("adam.v", {n}, DType::kF32);
   opt->state_->Add("grad_norm_scratch", {1}, DType::kF32);
   if (absl::Status s = opt->state_->Allocate(); !s.ok()) return s;
+  auto mask = DecayMask::Create(*model);
+  if (!mask.ok()) return mask.status();
+  opt->decay_mask_ = *std::move(mask);
   return opt;
 }
 
@@ -82,38 +86,54 @@ kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& config, const StepSta
   return p;
 }
 
-void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
-                      int64_t step, int64_t begin, int64_t end, float* m, float* v) {
-  CHECK(begin >= 0 && begin <= end && end <= model->flat_params().numel)
-      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << model->flat_params().numel;
-  kernels::Backend* be = model->backend();
+void AdamWUpdateRange(GPT* model, const DecayMask& mask, const OptimizerConfig& config,
+                      const StepStats& stats, int64_t step, int64_t begin, int64_t end,
+                      float* m, float* v) {
+  const kernels::View params = model->flat_params();
+  CHECK(begin >= 0 && begin <= end && end <= params.numel)
+      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << params.numel;
   kernels::AdamWParams p = AdamWParamsFor(config, stats, step);
-  // Each tensor sits at the same offset in the parameter, gradient and moment buffers;
-  // the update is elementwise, so any sub-range of a tensor updates exactly as the
-  // whole tensor would.
-  const char* param_base = static_cast<const char*>(model->flat_params().data);
-  const auto& params = model->params();
-  const auto& copies = model->compute_params();
-  const auto& grads = model->grads();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t offset = (static_cast<const char*>(params[i].data) - param_base) / 4;
-    const int64_t lo = std::max(offset, begin);
-    const int64_t hi = std::min(offset + params[i].numel(), end);
-    if (lo >= hi) continue;
-    const int64_t skip = lo - offset, n = hi - lo;
-    p.weight_decay = DecaysWeight(params[i]) ? config.weight_decay : 0.0f;
-    // The update also refreshes the compute copy when the ops read one (bf16 on CUDA).
-    kernels::View copy;
-    if (copies[i].data != params[i].data) {
-      copy = kernels::View(static_cast<char*>(copies[i].data) +
-                               skip * static_cast<int64_t>(kernels::DTypeSize(copies[i].dtype)),
-                           copies[i].dtype, n);
-    }
-    be->AdamW(kernels::View(params[i].as<float>() + skip, n),
-              kernels::View(grads[i].as<float>() + skip, n), m + (lo - begin),
-              v + (lo - begin), copy, n, p);
+  p.weight_decay = config.weight_decay;
+  p.decay_mask = mask.data();
+  p.mask_origin = begin;
+  const int64_t n = end - begin;
+  // The update also refreshes the compute copies when the ops read them (bf16 on CUDA);
+  // they mirror the master weights element for element (GPT::flat_compute_params).
+  const kernels::View copies = model->flat_compute_params();
+  kernels::View copy;
+  if (copies.data != params.data) {
+    copy = kernels::View(static_cast<char*>(copies.data) +
+                             begin * static_cast<int64_t>(kernels::DTypeSize(copies.dtype)),
+                         copies.dtype, n);
   }
+  model->backend()->AdamW(kernels::View(params.as<float>() + begin, n),
+                          kernels::View(model->flat_grads().as<float>() + begin, n), m, v,
+                          copy, n, p);
 }
+
+absl::StatusOr<std::unique_ptr<DecayMask>> DecayMask::Create(const GPT& model) {
+  const int64_t g = kernels::kAdamWDecayGranule;
+  const int64_t granules = (model.flat_params().numel + g - 1) / g;
+  std::vector<uint8_t> bytes(static_cast<size_t>(granules), 0);
+  const char* base = static_cast<const char*>(model.flat_params().data);
+  for (const Tensor& t : model.params()) {
+    const int64_t offset = (static_cast<const char*>(t.data) - base) / 4;
+    // MemoryPlan aligns every f32 tensor to 64 bytes: no granule holds two tensors.
+    CHECK(offset % g == 0) << t.name << " starts at element " << offset
+                           << ", inside a weight-decay granule";
+    if (!DecaysWeight(t)) continue;
+    std::fill(bytes.begin() + offset / g, bytes.begin() + (offset + t.numel() + g - 1) / g, 1);
+  }
+  std::unique_ptr<DecayMask> mask(new DecayMask());
+  mask->plan_ = std::make_unique<MemoryPlan>(model.backend(), "weight-decay mask");
+  // Bytes in i32 words: MemoryPlan's dtypes have no byte type.
+  mask->plan_->Add("decay_mask", {(granules + 3) / 4}, DType::kI32);
+  if (absl::Status s = mask->plan_->Allocate(); !s.ok()) return s;
+  model.backend()->CopyFromHost((*mask->plan_)[0].data, bytes.data(), bytes.size());
+  return mask;
+}
+
+const uint8_t* DecayMask::data() const { return static_cast<const uint8_t*>((*plan_)[0].data); }
 
 StepStats AdamW::Step(int64_t step) {
   kernels::Backend* be = model_->backend();
@@ -125,7 +145,7 @@ StepStats AdamW::Step(int64_t step) {
   float sumsq = 0.0f;
   be->CopyToHost(&sumsq, scratch, sizeof(float));
   const StepStats stats = StepStatsFor(config_, sumsq, step);
-  AdamWUpdateRange(model_, config_, stats, step, 0, model_->flat_params().numel,
+  AdamWUpdateRange(model_, *decay_mask_, config_, stats, step, 0, model_->flat_params().numel,
                    first_moment().as<float>(), second_moment().as<float>());
   return stats;
 }

@@ -214,6 +214,38 @@ TEST_F(CpuBackendTest, AdamWMatchesTorchsFormula) {
   }
 }
 
+// The decay mask: element i decays iff its granule's byte (counted from mask_origin) is
+// set; the rest of the update is the same as without decay.
+TEST_F(CpuBackendTest, AdamWDecayMaskSelectsWhichGranulesDecay) {
+  const int64_t G = kAdamWDecayGranule, n = 5 * G - 3, origin = 2 * G + 5;
+  const std::vector<uint8_t> mask = {0, 1, 0, 1, 1, 0, 1, 0};  // granules of the buffer
+  std::vector<float> grad = RandomFloats(n, rng_);
+  std::vector<float> masked = RandomFloats(n, rng_), m1(n, 0.0f), v1(n, 0.0f);
+  std::vector<float> decayed = masked, m2(n, 0.0f), v2(n, 0.0f);
+  std::vector<float> plain = masked, m3(n, 0.0f), v3(n, 0.0f);
+  AdamWParams p;
+  p.lr = 0.01f;
+  p.weight_decay = 0.5f;
+  p.step = 1;
+  AdamWParams pm = p;
+  pm.decay_mask = mask.data();
+  pm.mask_origin = origin;
+  cpu_->AdamW(View(masked.data(), n), View(grad.data(), n), m1.data(), v1.data(), View(), n, pm);
+  cpu_->AdamW(View(decayed.data(), n), View(grad.data(), n), m2.data(), v2.data(), View(), n, p);
+  AdamWParams p0 = p;
+  p0.weight_decay = 0.0f;
+  cpu_->AdamW(View(plain.data(), n), View(grad.data(), n), m3.data(), v3.data(), View(), n, p0);
+  int decaying = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool decays = mask[(origin + i) / G] != 0;
+    decaying += decays;
+    EXPECT_EQ(masked[i], decays ? decayed[i] : plain[i]) << "element " << i;
+    EXPECT_EQ(m1[i], m2[i]);
+  }
+  EXPECT_GT(decaying, 0);
+  EXPECT_LT(decaying, n);
+}
+
 TEST_F(CpuBackendTest, AdamWFirstStepMovesEachParameterByLr) {
   // From m = v = 0 at step 1, mhat / sqrt(vhat) = sign(g): every parameter moves by lr
   // against its gradient, plus the decay. A classic check that bias correction is right.

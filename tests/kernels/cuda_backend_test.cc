@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -215,6 +216,87 @@ TEST_F(CudaBackendTest, AdamWMatchesTheCpu) {
         }
       }
     }
+  }
+}
+
+// One AdamW call over a flat buffer of several tensors, weight decay by a mask, equals
+// one call per tensor bit for bit (the fused optimizer step rests on it), also over a
+// sub-range starting mid-vector (a ZeRO shard's), and matches the CPU's masked call.
+TEST_F(CudaBackendTest, AdamWWithADecayMaskEqualsOneCallPerTensor) {
+  AdamWParams p;
+  p.lr = 1e-3f;
+  p.weight_decay = 0.1f;
+  p.grad_scale = 0.75f;
+  p.step = 2;
+  // Tensors at granule-aligned offsets with zero gaps between them, as MemoryPlan lays
+  // them out: (offset, numel, decays).
+  const int64_t G = kAdamWDecayGranule;
+  struct Piece {
+    int64_t offset, numel;
+    bool decays;
+  };
+  const std::vector<Piece> pieces = {{0, 37, true}, {3 * G, 16, false}, {4 * G, 50, true},
+                                     {8 * G, 5, false}, {9 * G, 64, false}, {13 * G, 33, true}};
+  const int64_t n = 16 * G;
+  std::vector<uint8_t> mask(static_cast<size_t>(n / G), 0);
+  std::vector<float> w(n, 0.0f), g(n, 0.0f), m(n, 0.0f), v(n, 0.0f);
+  for (const Piece& pc : pieces) {
+    for (int64_t i = pc.offset; i < pc.offset + pc.numel; ++i) {
+      w[i] = RandomFloats(1, rng_, -1, 1)[0];
+      g[i] = RandomFloats(1, rng_, -1, 1)[0];
+      m[i] = RandomFloats(1, rng_, -0.1, 0.1)[0];
+      v[i] = RandomFloats(1, rng_, 0, 0.01)[0];
+    }
+    if (pc.decays) {
+      for (int64_t k = pc.offset / G; k < (pc.offset + pc.numel + G - 1) / G; ++k) mask[k] = 1;
+    }
+  }
+  // The mask in backend memory: bytes through an i32 array.
+  DeviceArray g_mask(gpu_.get(), DType::kI32, static_cast<int64_t>(mask.size() + 3) / 4);
+  gpu_->CopyFromHost(g_mask.data(), mask.data(), mask.size());
+
+  for (const int64_t origin : {int64_t{0}, int64_t{37}}) {
+    SCOPED_TRACE(absl::StrCat("range starts at element ", origin));
+    const int64_t len = n - origin;
+    auto tail = [&](const std::vector<float>& x) {
+      return std::vector<float>(x.begin() + origin, x.end());
+    };
+    // Fused: one call with the mask.
+    auto f_w = Gpu(tail(w), DType::kF32), f_g = Gpu(tail(g), DType::kF32),
+         f_m = Gpu(tail(m), DType::kF32), f_v = Gpu(tail(v), DType::kF32);
+    auto f_copy = GpuPoisoned(len, DType::kBF16);
+    AdamWParams fp = p;
+    fp.decay_mask = static_cast<const uint8_t*>(g_mask.data());
+    fp.mask_origin = origin;
+    gpu_->AdamW(f_w->view(), f_g->view(), f_m->f32(), f_v->f32(), f_copy->view(), len, fp);
+    // Per tensor: one call each, weight decay 0 or p.weight_decay, gaps untouched.
+    auto t_w = Gpu(tail(w), DType::kF32), t_g = Gpu(tail(g), DType::kF32),
+         t_m = Gpu(tail(m), DType::kF32), t_v = Gpu(tail(v), DType::kF32);
+    auto t_copy = Gpu(std::vector<float>(static_cast<size_t>(len), 0.0f), DType::kBF16);
+    for (const Piece& pc : pieces) {
+      const int64_t lo = std::max(pc.offset, origin) - origin;
+      const int64_t hi = pc.offset + pc.numel - origin;
+      if (hi <= lo) continue;
+      AdamWParams tp = p;
+      tp.weight_decay = pc.decays ? p.weight_decay : 0.0f;
+      gpu_->AdamW(View(t_w->f32() + lo, hi - lo), View(t_g->f32() + lo, hi - lo), t_m->f32() + lo,
+                  t_v->f32() + lo,
+                  View(static_cast<uint16_t*>(t_copy->data()) + lo, DType::kBF16, hi - lo),
+                  hi - lo, tp);
+    }
+    EXPECT_EQ(f_w->Download(), t_w->Download()) << "params";
+    EXPECT_EQ(f_m->Download(), t_m->Download()) << "m";
+    EXPECT_EQ(f_v->Download(), t_v->Download()) << "v";
+    EXPECT_EQ(f_copy->Download(), t_copy->Download()) << "bf16 copies (gaps: zero in both)";
+
+    // The CPU's masked call agrees to rounding (its own arithmetic, the same formula).
+    std::vector<float> cw = tail(w), cg = tail(g), cm = tail(m), cv = tail(v);
+    AdamWParams cp = p;
+    cp.decay_mask = mask.data();
+    cp.mask_origin = origin;
+    cpu_->AdamW(View(cw.data(), len), View(cg.data(), len), cm.data(), cv.data(), View(), len, cp);
+    ExpectRelativeClose("param vs cpu", f_w->Download(), cw, 1e-6);
+    ExpectRelativeClose("m vs cpu", f_m->Download(), cm, 1e-6);
   }
 }
 

@@ -1,7 +1,10 @@
 #include "colossus/optimizer.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#include "colossus/kernels/profiling_backend.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -95,6 +98,58 @@ TEST(AdamW, OneStepMatchesTheFormula) {
     }
   }
   EXPECT_EQ(opt->state_bytes(), 2 * sizeof(float) * model->flat_params().numel);
+}
+
+// The step is one AdamW call over the whole flat buffer (weight decay by the mask), and
+// its result is bit for bit that of one call per tensor with that tensor's decay.
+TEST(AdamW, StepIsOneFusedCallEqualToOneCallPerTensor) {
+  auto cpu = kernels::MakeCpuBackend(1);
+  kernels::ProfilingBackend prof(cpu.get());
+  GPTConfig config = *GPTPreset("tiny");
+  config.n_embd = 40;  // tensors whose sizes are not multiples of 16: gaps between them
+  config.n_head = 4;
+  auto model = *GPT::Create(config, &prof, 2, 8);
+  model->InitWeights(5);
+  std::vector<int32_t> tokens(16), targets(16);
+  for (int i = 0; i < 16; ++i) tokens[i] = (i * 29) % 256, targets[i] = (i * 13 + 1) % 256;
+  model->ZeroGrad();
+  ASSERT_TRUE(model->Forward(tokens.data(), targets.data(), 2, 8).ok());
+  model->Backward();
+  OptimizerConfig oc;
+  oc.lr = 1e-2f;
+  oc.weight_decay = 0.3f;
+  oc.grad_clip = 0.5f;
+  auto opt = *AdamW::Create(oc, model.get());
+
+  // The reference: the same state, updated one tensor at a time.
+  const kernels::View flat = model->flat_params();
+  const char* base = static_cast<const char*>(flat.data);
+  std::vector<float> w(flat.as<float>(), flat.as<float>() + flat.numel);
+  const kernels::View grads = model->flat_grads();
+  std::vector<float> g(grads.as<float>(), grads.as<float>() + grads.numel);
+  std::vector<float> m(w.size(), 0.0f), v(w.size(), 0.0f);
+
+  prof.Start();
+  const StepStats stats = opt->Step(0);
+  const kernels::OpProfile profile = prof.Stop();
+  int64_t adamw_calls = 0;
+  for (const kernels::OpStats& op : profile.ops) {
+    if (op.op == "AdamW") adamw_calls = op.calls;
+  }
+  EXPECT_EQ(adamw_calls, 1) << "one fused call for " << model->params().size() << " tensors";
+
+  for (const Tensor& t : model->params()) {
+    const int64_t off = (static_cast<const char*>(t.data) - base) / 4;
+    kernels::AdamWParams p = AdamWParamsFor(oc, stats, 0);
+    p.weight_decay = DecaysWeight(t) ? oc.weight_decay : 0.0f;
+    cpu->AdamW(kernels::View(w.data() + off, t.numel()), kernels::View(g.data() + off, t.numel()),
+               m.data() + off, v.data() + off, kernels::View(), t.numel(), p);
+  }
+  const std::vector<float> got(flat.as<float>(), flat.as<float>() + flat.numel);
+  ASSERT_EQ(got.size(), w.size());
+  for (size_t i = 0; i < w.size(); ++i) ASSERT_EQ(got[i], w[i]) << "element " << i;
+  const kernels::View m1 = opt->first_moment();
+  EXPECT_EQ(0, std::memcmp(m1.data, m.data(), m.size() * 4));
 }
 
 }  // namespace

@@ -3,8 +3,12 @@
 //
 // This is how the runtime keeps its promise of no allocation per step: a model plans
 // its groups at start-up, and every Tensor afterwards is a view into an arena.
-// Tensors are laid out in declaration order, each at a 64-byte aligned offset
-// (a cache line; 256-byte for the base), padding included in bytes(). The arena is
+// Tensors are laid out in declaration order, each at an align_bytes-aligned offset
+// (by default 64, a cache line; 256-byte for the base), padding included in bytes().
+// Plans of tensors of the same element counts in the same order have the same ELEMENT
+// offsets when align_bytes is 16 elements of their dtype (64 for f32, 32 for bf16): the
+// model's bf16 compute copies mirror its f32 master weights that way, so one
+// elementwise op (AdamW) can cover all of them. The arena is
 // zero-filled at Allocate, and no op writes the gaps, so they stay zero.
 // Thread safety: none. The arena is freed by the destructor.
 #pragma once
@@ -22,7 +26,8 @@ namespace colossus {
 class MemoryPlan {
  public:
   // `backend` must outlive the plan. `group` names it in errors and memory reports.
-  MemoryPlan(kernels::Backend* backend, std::string group);
+  // REQUIRES: align_bytes is a power of two from 4 to 256.
+  MemoryPlan(kernels::Backend* backend, std::string group, size_t align_bytes = 64);
   ~MemoryPlan();
   MemoryPlan(const MemoryPlan&) = delete;
   MemoryPlan& operator=(const MemoryPlan&) = delete;
@@ -44,6 +49,7 @@ class MemoryPlan {
  private:
   kernels::Backend* backend_;
   std::string group_;
+  size_t align_;
   std::vector<Tensor> tensors_;
   std::vector<size_t> offsets_;
   void* base_ = nullptr;

@@ -80,6 +80,10 @@ class GPT {
   // offset, the gaps and the end padding zero (the optimizer never writes them).
   kernels::View flat_params() const;
   kernels::View flat_grads() const;
+  // The compute copies as one flat view in the compute dtype, element for element
+  // aligned with flat_params() (compute_params()[i] starts at the element params()[i]
+  // does); flat_params() itself on f32 backends.
+  kernels::View flat_compute_params() const;
   int64_t num_parameters() const { return num_params_; }
   // nullptr if no parameter has that name.
   const Tensor* FindParam(const std::string& name) const;

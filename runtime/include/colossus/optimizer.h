@@ -36,6 +36,20 @@ struct StepStats {
   float clip_scale = 1.0f; // factor the gradients were scaled by (1 = not clipped)
 };
 
+// Which of a model's flat parameter elements get weight decay (DecaysWeight), one byte
+// per kernels::kAdamWDecayGranule elements, in backend memory: the decay_mask that lets
+// AdamWUpdateRange update every parameter in one AdamW call. Built once; a model's
+// layout never changes.
+class DecayMask {
+ public:
+  static absl::StatusOr<std::unique_ptr<DecayMask>> Create(const GPT& model);
+  const uint8_t* data() const;
+
+ private:
+  DecayMask() = default;
+  std::unique_ptr<MemoryPlan> plan_;
+};
+
 class AdamW {
  public:
   // Allocates the two f32 moments for every parameter of `model` (zeroed).
@@ -58,6 +72,7 @@ class AdamW {
   OptimizerConfig config_;
   GPT* model_;
   std::unique_ptr<MemoryPlan> state_;  // [0] first moment, [1] second moment, [2] norm scratch
+  std::unique_ptr<DecayMask> decay_mask_;
 };
 
 // True for parameters that get weight decay (2-D: linear weights and embeddings).
@@ -75,11 +90,14 @@ kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& config, const StepSta
                                     int64_t step);
 // Applies one AdamW update (stats.lr, stats.clip_scale, bias correction for `step`) to
 // the elements [begin, end) of model->flat_params(), reading the same range of
-// model->flat_grads(), parameter by parameter (weight decay per DecaysWeight), and
-// refreshes the compute copies of those elements. m and v hold the moments of exactly
-// that range (m[0] belongs to element `begin`). Gaps and padding are skipped.
+// model->flat_grads(), with weight decay where `mask` (the model's DecayMask) says, and
+// refreshes the compute copies of those elements: one AdamW call for the whole range.
+// m and v hold the moments of exactly that range (m[0] belongs to element `begin`).
+// Gaps between tensors and the end padding are zero in every buffer and stay zero (a
+// zero weight with zero gradient and moments is not moved).
 // REQUIRES: 0 <= begin <= end <= flat numel.
-void AdamWUpdateRange(GPT* model, const OptimizerConfig& config, const StepStats& stats,
-                      int64_t step, int64_t begin, int64_t end, float* m, float* v);
+void AdamWUpdateRange(GPT* model, const DecayMask& mask, const OptimizerConfig& config,
+                      const StepStats& stats, int64_t step, int64_t begin, int64_t end,
+                      float* m, float* v);
 
 }  // namespace colossus

@@ -37,6 +37,9 @@ absl::StatusOr<std::unique_ptr<ZeroAdamW>> ZeroAdamW::Create(const OptimizerConf
   opt->state_->Add("adam.v.shard", {opt->shard_size_}, DType::kF32);
   opt->state_->Add("grad_norm_scratch", {1}, DType::kF32);
   if (absl::Status s = opt->state_->Allocate(); !s.ok()) return s;
+  auto mask = DecayMask::Create(*model);
+  if (!mask.ok()) return mask.status();
+  opt->decay_mask_ = *std::move(mask);
   return opt;
 }
 
@@ -73,7 +76,8 @@ absl::StatusOr<StepStats> ZeroAdamW::Step(int64_t step) {
   be->CopyToHost(&sumsq, scratch, sizeof(float));
   const StepStats stats = StepStatsFor(config_, sumsq, step);
 
-  AdamWUpdateRange(model_, config_, stats, step, shard_begin_, shard_begin_ + shard_size_,
+  AdamWUpdateRange(model_, *decay_mask_, config_, stats, step, shard_begin_,
+                   shard_begin_ + shard_size_,
                    first_moment().as<float>(), second_moment().as<float>());
   be->Synchronize();
   if (absl::Status s =

@@ -44,6 +44,10 @@
 
 namespace colossus::kernels {
 
+// Granularity of AdamWParams::decay_mask, in elements: 16 f32 elements are 64 bytes,
+// the alignment of every tensor in a MemoryPlan, so no granule holds two tensors.
+inline constexpr int64_t kAdamWDecayGranule = 16;
+
 // Hyper-parameters of one AdamW update (decoupled weight decay, Loshchilov & Hutter).
 struct AdamWParams {
   float lr = 0.0f;
@@ -53,6 +57,14 @@ struct AdamWParams {
   float weight_decay = 0.0f;  // applied as param -= lr * wd * param
   float grad_scale = 1.0f;    // multiplies every gradient first (clipping, averaging)
   int64_t step = 1;           // 1-based, for bias correction
+  // Which elements decay, so that one call covers many tensors (all of a model's
+  // parameters, some with weight decay and some without). Absent (null): every element
+  // decays by weight_decay. Present: element i of the call decays by weight_decay if
+  // decay_mask[(mask_origin + i) / kAdamWDecayGranule] != 0 and not at all otherwise;
+  // mask_origin is the call's first element's index in the buffer the mask describes.
+  // One byte per granule, in backend memory.
+  const uint8_t* decay_mask = nullptr;
+  int64_t mask_origin = 0;
 };
 
 class Backend {
@@ -161,7 +173,8 @@ class Backend {
   // One AdamW step over n elements: param (f32 master, updated in place), grad (any float
   // dtype, multiplied by p.grad_scale), m and v (f32 moments, updated), and, if present,
   // param_copy receives the updated parameter converted to its dtype (the bf16 compute
-  // copy on CUDA).
+  // copy on CUDA). With p.decay_mask one call updates tensors with and without weight
+  // decay alike (AdamWParams); the result is exactly that of one call per tensor.
   virtual void AdamW(View param, View grad, float* m, float* v, View param_copy, int64_t n,
                      const AdamWParams& p) = 0;
   // *out += sum(x[i]^2); out is one f32 in backend memory (the CPU sums in double

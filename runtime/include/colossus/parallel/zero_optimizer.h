@@ -64,6 +64,7 @@ class ZeroAdamW {
   int64_t shard_begin_ = 0;
   int64_t shard_size_ = 0;
   std::unique_ptr<MemoryPlan> state_;  // [0] m shard, [1] v shard, [2] norm scratch
+  std::unique_ptr<DecayMask> decay_mask_;  // of the whole model; the update reads its shard's
 };
 
 }  // namespace colossus::parallel
