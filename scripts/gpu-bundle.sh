@@ -31,7 +31,7 @@ repo=$(pwd)
 # with a note (the list runs ahead of some modules).
 targets=(
   colossus_cuda_test colossus_cuda_train_test colossus_kernels_test colossus_runtime_test
-  colossus_comm_test
+  colossus_comm_test colossus_torch_ref_test
   train_gpt colossus-gpu-kernel-bench colossus-attention-bench colossus-cpu-bench
   colossus_comm_nccl_test colossus-bench
 )

@@ -322,11 +322,20 @@ PY
         n=$(basename "$exe")
         step "test-$n" 300 "$exe" --gtest_output="json:$logs/test-$n.json"
       done
+      # The whole model on the CUDA backend against float32 PyTorch (the host's python3,
+      # which must import torch; the script is found through the source-dir link above).
+      if [[ -x "$B/bin/colossus_torch_ref_test" ]]; then
+        step test-colossus_torch_ref_test-cuda 240 env COLOSSUS_TORCH_PYTHON="$(command -v python3)" \
+          "$B/bin/colossus_torch_ref_test" --gtest_filter='ModelVsTorchCudaTest.*' \
+          --gtest_output="json:$logs/test-colossus_torch_ref_test-cuda.json"
+      fi
       ;;
     other-tests)
       for exe in "$B"/bin/*_test; do
         n=$(basename "$exe")
-        [[ "$n" == colossus_cuda_test || "$n" == colossus_cuda_train_test || "$n" == colossus_comm_nccl_test ]] && continue
+        # The torch reference's CPU cases run in CI; its CUDA cases ran in `tests`.
+        [[ "$n" == colossus_cuda_test || "$n" == colossus_cuda_train_test || "$n" == colossus_comm_nccl_test ||
+           "$n" == colossus_torch_ref_test ]] && continue
         step "test-$n" 240 "$exe" --gtest_output="json:$logs/test-$n.json"
       done
       ;;

@@ -3,8 +3,15 @@
 // through safetensors files; logits, loss, every parameter gradient, and ten AdamW
 // steps (losses, learning rates, gradient norms, final weights) must agree.
 //
+// Two sides of ours against the same float32 PyTorch: the CPU backend (float32, to 1e-4)
+// and, on a machine with a GPU, the CUDA backend (bf16 activations and weights for
+// compute, f32 master weights; bf16 tolerances, and no final-weights comparison: see
+// kCudaTolerances). The CUDA cases skip, naming the CUDA error, without a GPU.
+//
 // Fails, never skips, when torch cannot be imported. Reproduce a failure with
 // COLOSSUS_TEST_SEED=<the printed seed>; the exchange directory is kept on failure.
+// The interpreter is COLOSSUS_TORCH_PYTHON from the environment if set (a GPU host's
+// own python3), else the one the build was configured with.
 
 #include <sys/wait.h>
 
@@ -22,6 +29,7 @@
 #include <vector>
 
 #include "colossus/config.h"
+#include "colossus/kernels/cuda_backend.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
 #include "colossus/safetensors.h"
@@ -38,6 +46,27 @@ namespace fs = std::filesystem;
 // (elementwise relative error is meaningless for elements that are near zero).
 constexpr double kRelTol = 1e-4;
 constexpr double kMaxAbsTolOfScale = 1e-3;
+
+// How close each side of ours must be to PyTorch.
+struct Tolerances {
+  double rel;                // forward and backward tensors, ||ours - torch|| / ||torch||
+  double abs_of_scale;       // and each element, as a fraction of the tensor's largest
+  double grad_rel;           // parameter gradients
+  double step_rel;           // per-step losses and gradient norms, elementwise
+  bool compare_final_weights;
+};
+constexpr Tolerances kCpuTolerances = {kRelTol, kMaxAbsTolOfScale, kRelTol, kRelTol, true};
+// bf16 keeps 8 significant bits: each rounding is up to 2^-9 relative, and a logit or a
+// gradient is many roundings deep. The kernels' own bf16 tests hold 2e-2 (issue 3); the
+// whole model's gradients get 5e-2. The final weights are not compared: Adam divides
+// each update by the gradient's own magnitude, so bf16 noise in a small gradient moves
+// its weight by a full lr step either way; the ten-step losses show the training agrees.
+constexpr Tolerances kCudaTolerances = {2e-2, 5e-2, 5e-2, 2e-2, false};
+
+std::string TorchPython() {
+  const char* env = std::getenv("COLOSSUS_TORCH_PYTHON");
+  return env != nullptr && *env != '\0' ? env : COLOSSUS_TORCH_PYTHON;
+}
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -104,13 +133,15 @@ class ModelVsTorch {
   // that exact-erf GELU, a wrong attention scale or a dropped bias pass unnoticed.
   enum class Weights { kInit, kRich };
 
-  ModelVsTorch(const GPTConfig& config, int B, int T, Weights weights)
-      : config_(config), B_(B), T_(T), weights_(weights) {}
+  ModelVsTorch(const GPTConfig& config, int B, int T, Weights weights, DeviceKind device)
+      : config_(config), B_(B), T_(T), weights_(weights), device_(device),
+        tol_(device == DeviceKind::kCUDA ? kCudaTolerances : kCpuTolerances) {}
 
   void Run() {
     ASSERT_NO_FATAL_FAILURE(RequireTorch());
     const uint64_t seed = TestSeed();
-    std::cout << "config " << config_.DebugString() << " B" << B_ << " T" << T_ << ", "
+    std::cout << DeviceKindName(device_) << " backend, config " << config_.DebugString() << " B"
+              << B_ << " T" << T_ << ", "
               << (weights_ == Weights::kInit ? "InitWeights" : "rich random weights") << ", seed "
               << seed << " (rerun with COLOSSUS_TEST_SEED=" << seed << ")\n";
     ::testing::Test::RecordProperty("seed", std::to_string(seed));
@@ -130,7 +161,13 @@ class ModelVsTorch {
 
  private:
   void RunInDir(uint64_t seed) {
-    backend_ = kernels::MakeCpuBackend(2);
+    if (device_ == DeviceKind::kCUDA) {
+      absl::StatusOr<std::unique_ptr<kernels::Backend>> cuda = kernels::MakeCudaBackend(0);
+      ASSERT_TRUE(cuda.ok()) << cuda.status();
+      backend_ = std::move(*cuda);
+    } else {
+      backend_ = kernels::MakeCpuBackend(2);
+    }
     absl::StatusOr<std::unique_ptr<GPT>> model = GPT::Create(config_, backend_.get(), B_, T_);
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
@@ -169,16 +206,16 @@ class ModelVsTorch {
 
   void RequireTorch() {
     const std::string err = (fs::temp_directory_path() / "colossus_torch_probe.txt").string();
-    const int rc = Shell(Quote(COLOSSUS_TORCH_PYTHON) + " -c 'import torch' 2> " + Quote(err));
+    const int rc = Shell(Quote(TorchPython()) + " -c 'import torch' 2> " + Quote(err));
     const std::string text = ReadText(err);
     fs::remove(err);
     ASSERT_EQ(rc, 0)
-        << "PyTorch cannot be imported by " << COLOSSUS_TORCH_PYTHON
+        << "PyTorch cannot be imported by " << TorchPython()
         << ", and this test needs it as the independent reference.\n"
         << "Install it with: apt-get install python3-torch   (Debian's build imports only "
            "under /usr/bin/python3)\n"
         << "or point the build at another interpreter: cmake -DCOLOSSUS_TORCH_PYTHON=/path/to/"
-           "python\n"
+           "python (or set COLOSSUS_TORCH_PYTHON when running the test)\n"
         << "Python said:\n"
         << text;
   }
@@ -251,7 +288,7 @@ class ModelVsTorch {
   }
 
   std::string TorchCommand() const {
-    return Quote(COLOSSUS_TORCH_PYTHON) + " " +
+    return Quote(TorchPython()) + " " +
            Quote(std::string(COLOSSUS_SOURCE_DIR) + "/tests/torch_ref/gpt_reference.py") +
            " --dir " + Quote(dir_) + " --threads 1";
   }
@@ -267,7 +304,7 @@ class ModelVsTorch {
 
   // Checks ours against the reference tensor `name`; logs one line per tensor.
   void Expect(const std::string& what, const std::string& name, const std::vector<float>& ours,
-              double rel_tol = kRelTol, double abs_tol_of_scale = kMaxAbsTolOfScale) {
+              double rel_tol, double abs_tol_of_scale) {
     const SafetensorsEntry* ref = out_.Find(name);
     ASSERT_NE(ref, nullptr) << "out.safetensors has no '" << name << "'";
     ASSERT_EQ(ref->dtype, SafetensorsDType::kF32) << name;
@@ -310,18 +347,25 @@ class ModelVsTorch {
     Tensor logits = model_->logits();
     const size_t n = static_cast<size_t>(B_) * T_ * config_.PaddedVocab();
     ASSERT_GE(logits.numel(), static_cast<int64_t>(n)) << logits.DebugString();
-    ASSERT_EQ(logits.dtype, DType::kF32) << logits.DebugString();  // the CPU computes in f32
+    // f32 on the CPU, bf16 on CUDA.
+    ASSERT_EQ(logits.dtype, backend_->compute_dtype()) << logits.DebugString();
     std::vector<float> host(n);
-    backend_->CopyToHost(host.data(), logits.data, n * sizeof(float));
-    Expect("logits", "logits", host);
-    Expect("loss", "loss", {*loss});
+    if (logits.dtype == DType::kBF16) {
+      std::vector<uint16_t> bits(n);
+      backend_->CopyToHost(bits.data(), logits.data, n * sizeof(uint16_t));
+      for (size_t i = 0; i < n; ++i) host[i] = kernels::Bf16ToFloat(bits[i]);
+    } else {
+      backend_->CopyToHost(host.data(), logits.data, n * sizeof(float));
+    }
+    Expect("logits", "logits", host, tol_.rel, tol_.abs_of_scale);
+    Expect("loss", "loss", {*loss}, tol_.rel, tol_.rel);
 
     model_->ZeroGrad();
     model_->Backward(1.0f);
     for (size_t i = 0; i < model_->grads().size(); ++i) {
       const std::string& param = model_->params()[i].name;
       const std::vector<float> ours = ToHost(model_->grads()[i]);
-      Expect("grad", "grad." + param, ours);
+      Expect("grad", "grad." + param, ours, tol_.grad_rel, tol_.abs_of_scale);
       // Elements whose gradient the two sides agree on to 1e-4: the others are sums
       // that cancel to rounding noise (the key bias, exactly; a few others by chance).
       const std::vector<float> theirs = Theirs("grad." + param);
@@ -352,13 +396,14 @@ class ModelVsTorch {
     }
     // Elementwise here: every step's value must agree, not just the vector's norm.
     Expect("lr schedule", "lrs", lrs, 1e-6, 1e-6);
-    Expect("grad norm per step", "grad_norms", norms, kRelTol, kRelTol);
-    Expect("loss per step", "losses", losses, kRelTol, kRelTol);
+    Expect("grad norm per step", "grad_norms", norms, tol_.grad_rel, tol_.grad_rel);
+    Expect("loss per step", "losses", losses, tol_.step_rel, tol_.step_rel);
     std::cout << "  losses:";
     for (float l : losses) std::cout << " " << l;
     std::cout << "\n  grad norms:";
     for (float n : norms) std::cout << " " << n;
     std::cout << "\n";
+    if (!tol_.compare_final_weights) return;
 
     // The final weights after ten updates, over the elements whose gradient is
     // well-conditioned. Adam divides by the gradient's own magnitude, so an element
@@ -404,6 +449,8 @@ class ModelVsTorch {
   GPTConfig config_;
   int B_, T_;
   Weights weights_;
+  DeviceKind device_;
+  Tolerances tol_;
   std::string dir_;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<GPT> model_;
@@ -416,8 +463,9 @@ class ModelVsTorch {
   const std::map<std::string, double>& worst() const { return worst_; }
 };
 
-void RunCase(const GPTConfig& config, int B, int T, ModelVsTorch::Weights weights) {
-  ModelVsTorch run(config, B, T, weights);
+void RunCase(const GPTConfig& config, int B, int T, ModelVsTorch::Weights weights,
+             DeviceKind device = DeviceKind::kCPU) {
+  ModelVsTorch run(config, B, T, weights, device);
   run.Run();
   std::cout << "worst relative error per class:";
   for (const auto& [what, rel] : run.worst()) std::cout << "  " << what << " " << Fmt("%.2e", rel);
@@ -457,6 +505,34 @@ TEST(ModelVsTorchTest, FullBlockInitWeights) {
 
 TEST(ModelVsTorchTest, FullBlockRichWeights) {
   RunCase(FullBlock(), /*B=*/2, /*T=*/32, ModelVsTorch::Weights::kRich);
+}
+
+// ---- the CUDA backend (bf16), on a machine with a GPU -----------------------------------
+
+// Head size 64 (the tensor-core attention path), T not a multiple of its tiles, V = 77
+// padded to 128.
+GPTConfig CudaRagged() { return Config(2, 2, 128, 64, 77); }
+// Head size 128, the sequence filling a longer block.
+GPTConfig CudaFullBlock() { return Config(2, 2, 256, 128, 256); }
+
+class ModelVsTorchCudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<kernels::Backend>> cuda = kernels::MakeCudaBackend(0);
+    if (!cuda.ok()) GTEST_SKIP() << "no usable GPU: " << cuda.status().message();
+  }
+};
+
+TEST_F(ModelVsTorchCudaTest, RaggedInitWeights) {
+  RunCase(CudaRagged(), /*B=*/2, /*T=*/61, ModelVsTorch::Weights::kInit, DeviceKind::kCUDA);
+}
+
+TEST_F(ModelVsTorchCudaTest, RaggedRichWeights) {
+  RunCase(CudaRagged(), /*B=*/2, /*T=*/61, ModelVsTorch::Weights::kRich, DeviceKind::kCUDA);
+}
+
+TEST_F(ModelVsTorchCudaTest, FullBlockRichWeights) {
+  RunCase(CudaFullBlock(), /*B=*/2, /*T=*/128, ModelVsTorch::Weights::kRich, DeviceKind::kCUDA);
 }
 
 }  // namespace
