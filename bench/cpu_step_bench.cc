@@ -39,7 +39,9 @@
 #include "colossus/config.h"
 #include "colossus/device.h"
 #include "colossus/kernels/backend.h"
+#include "colossus/graph_step.h"
 #include "colossus/kernels/profiling_backend.h"
+#include "colossus/kernels/recording_backend.h"
 #include "colossus/mfu.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
@@ -59,6 +61,7 @@ struct Options {
   int warmup = 3;
   int steps = 10;
   int profile_steps = 0;
+  bool graph = false;
   uint64_t seed = 1;
   std::string save_inputs;
   std::string json;
@@ -115,9 +118,16 @@ int Run(const Options& opt) {
     return 2;
   }
   std::unique_ptr<kernels::Backend> device_backend = std::move(choice->backend);
-  // Every op goes through the profiler, which only marks ops between Start and Stop (one
-  // extra virtual call per op otherwise), so timed and profiled steps run the same code.
-  auto profiler = std::make_unique<kernels::ProfilingBackend>(device_backend.get());
+  // Op graphs: the CUDA backend captures natively; the CPU's ops are recorded.
+  std::unique_ptr<kernels::RecordingBackend> recorder;
+  kernels::Backend* capturing = device_backend.get();
+  if (opt.graph && device_backend->kind() == kernels::DeviceKind::kCPU) {
+    recorder = std::make_unique<kernels::RecordingBackend>(device_backend.get());
+    capturing = recorder.get();
+  }
+  // Every op goes through the profiler, which only marks ops between Start and Stop (a
+  // closure and a call per op otherwise), so timed and profiled steps run the same code.
+  auto profiler = std::make_unique<kernels::ProfilingBackend>(capturing);
   kernels::Backend* backend = profiler.get();
   absl::StatusOr<std::unique_ptr<GPT>> model = GPT::Create(*config, backend, B, T);
   if (!model.ok()) {
@@ -175,7 +185,33 @@ int Run(const Options& opt) {
   // clipping, AdamW). On the CPU every op completes before returning, so the clock
   // between phases measures them; Synchronize keeps that true on other backends.
   std::vector<double> times_ms, fwd_ms, bwd_ms, opt_ms;
-  for (int step = 0; step < opt.warmup + opt.steps; ++step) {
+  // --graph: the step as two op graphs (graph_step.h), forward+backward and the update;
+  // its phases are the forward+backward graph and the update graph.
+  GraphStep graphs(&gpt, adamw->get());
+  for (int step = 0; step < opt.warmup + opt.steps && opt.graph; ++step) {
+    const Clock::time_point t0 = Clock::now();
+    gpt.ZeroGrad();
+    absl::StatusOr<float> loss = graphs.MicroBatch(tokens.data(), targets.data(), B, T);
+    if (!loss.ok()) {
+      std::cerr << loss.status() << "\n";
+      return 1;
+    }
+    const Clock::time_point t1 = Clock::now();
+    absl::StatusOr<StepStats> stats = graphs.Update(step);
+    if (!stats.ok()) {
+      std::cerr << stats.status() << "\n";
+      return 1;
+    }
+    backend->Synchronize();
+    const Clock::time_point t2 = Clock::now();
+    if (step == 0) first_loss = *loss;
+    if (step >= opt.warmup) {
+      times_ms.push_back(ms(t0, t2));
+      fwd_ms.push_back(ms(t0, t1));
+      opt_ms.push_back(ms(t1, t2));
+    }
+  }
+  for (int step = 0; step < opt.warmup + opt.steps && !opt.graph; ++step) {
     const Clock::time_point t0 = Clock::now();
     gpt.ZeroGrad();
     absl::StatusOr<float> loss = gpt.Forward(tokens.data(), targets.data(), B, T);
@@ -227,8 +263,15 @@ int Run(const Options& opt) {
   std::printf("  step: median %.1f ms, min %.1f ms over %d steps (%d warm-up); %.0f tokens/s;"
               " first loss %.6f\n",
               median, min, opt.steps, opt.warmup, tokens_per_s, first_loss);
-  std::printf("  phases (median): forward %.1f ms, backward %.1f ms, optimizer %.1f ms\n",
-              Median(fwd_ms), Median(bwd_ms), Median(opt_ms));
+  if (opt.graph) {
+    std::printf("  op graphs: %d captured, %lld nodes in forward+backward; phases (median): "
+                "forward+backward %.1f ms, optimizer %.1f ms\n",
+                graphs.captures(), static_cast<long long>(graphs.forward_backward_nodes()),
+                Median(fwd_ms), Median(opt_ms));
+  } else {
+    std::printf("  phases (median): forward %.1f ms, backward %.1f ms, optimizer %.1f ms\n",
+                Median(fwd_ms), Median(bwd_ms), Median(opt_ms));
+  }
   if (mfu >= 0) {
     std::printf("  MFU %.1f%%: %s; %.4g GFLOPs/token, peak %.0f TFLOP/s\n", 100.0 * mfu,
                 kMfuFormula, flops_per_token / 1e9, peak / 1e12);
@@ -244,7 +287,7 @@ int Run(const Options& opt) {
        << ",\"tokens_per_s\":" << tokens_per_s << ",\"first_loss\":" << first_loss
        << ",\"forward_ms\":" << Median(fwd_ms) << ",\"backward_ms\":" << Median(bwd_ms)
        << ",\"optimizer_ms\":" << Median(opt_ms)
-       << ",\"device\":" << JsonString(opt.device)
+       << ",\"device\":" << JsonString(opt.device) << ",\"graph\":" << (opt.graph ? "true" : "false")
        << ",\"flops_per_token\":" << flops_per_token;
   if (mfu >= 0) json << ",\"peak_flops\":" << peak << ",\"mfu\":" << mfu;
   if (profile.has_value()) json << ",\"profile\":" << profile->Json();
@@ -284,6 +327,8 @@ int main(int argc, char** argv) {
   app.add_option("--profile-steps", opt.profile_steps,
                  "then profile this many more steps op by op (0: none)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--graph", opt.graph,
+               "launch each step as two op graphs (CUDA graphs on a GPU; graph_step.h)");
   app.add_option("--seed", opt.seed, "weights and batch seed");
   app.add_option("--save-inputs", opt.save_inputs,
                  "write weights.safetensors and batch.safetensors here for torch_step.py");

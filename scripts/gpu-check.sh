@@ -221,13 +221,16 @@ if gs:
                    gs.get("config"), gs.get("B"), gs.get("T"), gs.get("backend"),
                    "%.0f" % (gs["peak_flops"] / 1e12) if gs.get("peak_flops") else "unknown"), "",
                "| impl | median ms | tokens/s | MFU |", "| --- | --- | --- | --- |"]
-        for impl in ("ours", "torch"):
+        for impl in ("ours", "ours_graph", "torch"):
             r = gs.get(impl)
             if r:
                 md.append("| %s | %.1f | %.0f | %s |" % (impl, r["median_ms"], r["tokens_per_s"],
                                                        "%.1f%%" % (100 * r["mfu"]) if "mfu" in r else "-"))
         if "speedup_ours_over_torch" in gs:
             md += ["", "Speed-up ours / torch: **%.3f**" % gs["speedup_ours_over_torch"]]
+        if "speedup_ours_graph_over_torch" in gs:
+            md += ["", "Speed-up ours with CUDA graphs (`--graph`) / torch: **%.3f**" %
+                   gs["speedup_ours_graph_over_torch"]]
         prof = gs["ours"].get("profile")
         if prof:
             n, span = prof["steps"], prof["span_ms"]

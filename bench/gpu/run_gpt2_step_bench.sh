@@ -10,7 +10,8 @@
 # thermals hurt both alike), pools the timed steps of each side and prints the median
 # step time, tokens/s, MFU of both (the formula in runtime/include/colossus/mfu.h, the peak
 # ours reports for this GPU) and the speed-up ours over torch (issue 3's target: >= 1.1,
-# and MFU >= 45%). Each step of either side ends with a device synchronize. Ours's last
+# and MFU >= 45%), and ours again with each step launched as CUDA graphs (--graph). Each
+# step of every side ends with a device synchronize. Ours's last
 # round then profiles 3 more steps op by op (--profile-steps) and the summary prints the
 # share of the step's GPU time in non-GEMM kernels (target: at most 25%).
 #
@@ -61,6 +62,11 @@ for r in $(seq 1 "${rounds}"); do
   (( r == rounds )) && profile=(--profile-steps 3)
   "${bench}" "${ours[@]}" --warmup "${warmup}" --steps "${steps}" "${profile[@]}" \
     --json "${work}/ours.${r}.json" | grep -v '^JSON' >&2
+  # The same steps launched as two CUDA graphs each (graph_step.h).
+  echo "== round ${r}: colossus, CUDA graphs" >&2
+  "${bench}" "${ours[@]}" --graph --warmup "${warmup}" --steps "${steps}" \
+    --json "${work}/ours_graph.${r}.json" | grep -v '^JSON' >&2 ||
+    echo "colossus with CUDA graphs failed: see above" >&2
   if (( have_torch )); then
     echo "== round ${r}: torch" >&2
     if ! "${python}" "${torch_step}" --dir "${work}" --warmup "${warmup}" --steps "${steps}" \
@@ -77,7 +83,8 @@ import glob, json, statistics, sys
 
 work, result_path = sys.argv[1], sys.argv[2]
 out = {}
-for impl in ("ours", "torch"):
+impls = ("ours", "ours_graph", "torch")
+for impl in impls:
     runs = [json.load(open(p)) for p in sorted(glob.glob(f"{work}/{impl}.*.json"))]
     if not runs:
         continue
@@ -89,33 +96,36 @@ for impl in ("ours", "torch"):
                  "round_medians_ms": [r["median_ms"] for r in runs]}
     out.setdefault("B", runs[0]["B"])
     out.setdefault("T", runs[0]["T"])
-    if impl == "ours":
+    if impl.startswith("ours"):
         out["config"] = runs[0]["config"]
         out["backend"] = runs[0]["backend"]
         out["flops_per_token"] = runs[0]["flops_per_token"]
         out["peak_flops"] = runs[0].get("peak_flops")
         if "profile" in runs[-1]:
-            out["ours"]["profile"] = runs[-1]["profile"]
+            out[impl]["profile"] = runs[-1]["profile"]
     else:
         out["torch_version"] = runs[0]["torch"]
         out["gpu"] = runs[0]["gpu"]
-for impl in ("ours", "torch"):
+for impl in impls:
     if impl in out and out.get("peak_flops"):
         out[impl]["mfu"] = out["flops_per_token"] * out[impl]["tokens_per_s"] / out["peak_flops"]
 if "ours" in out and "torch" in out:
     out["speedup_ours_over_torch"] = out["ours"]["tokens_per_s"] / out["torch"]["tokens_per_s"]
+if "ours_graph" in out and "torch" in out:
+    out["speedup_ours_graph_over_torch"] = (out["ours_graph"]["tokens_per_s"] /
+                                            out["torch"]["tokens_per_s"])
 
 print(f"GPT-2 step (forward + backward + clip + AdamW), {out.get('config')} B{out.get('B')} "
       f"T{out.get('T')}, bf16; {out.get('backend')}")
-print(f"{'impl':>6} {'median ms':>10} {'min ms':>8} {'tokens/s':>10} {'MFU':>7} {'first loss':>11}"
+print(f"{'impl':>10} {'median ms':>10} {'min ms':>8} {'tokens/s':>10} {'MFU':>7} {'first loss':>11}"
       f"  round medians (ms)")
-for impl in ("ours", "torch"):
+for impl in impls:
     if impl not in out:
-        print(f"{impl:>6}  not measured")
+        print(f"{impl:>10}  not measured")
         continue
     r = out[impl]
     mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
-    print(f"{impl:>6} {r['median_ms']:>10.1f} {r['min_ms']:>8.1f} {r['tokens_per_s']:>10.0f} "
+    print(f"{impl:>10} {r['median_ms']:>10.1f} {r['min_ms']:>8.1f} {r['tokens_per_s']:>10.0f} "
           f"{mfu:>7} {r['first_loss']:>11.6f}  " + " ".join(f"{m:.1f}" for m in r["round_medians_ms"]))
 if out.get("peak_flops"):
     print(f"MFU = (6N + 6*L*C*T) * tokens/s / peak: {out['flops_per_token'] / 1e9:.4g} GFLOPs/token, "
@@ -125,6 +135,8 @@ else:
 if "speedup_ours_over_torch" in out:
     s = out["speedup_ours_over_torch"]
     print(f"speed-up ours / torch (tokens/s): {s:.3f} (target >= 1.1: {'met' if s >= 1.1 else 'MISSED'})")
+if "speedup_ours_graph_over_torch" in out:
+    print(f"speed-up ours with CUDA graphs / torch: {out['speedup_ours_graph_over_torch']:.3f}")
 if "ours" in out and "mfu" in out["ours"]:
     m = out["ours"]["mfu"]
     print(f"MFU ours: {100 * m:.1f}% (target >= 45%: {'met' if m >= 0.45 else 'MISSED'})")

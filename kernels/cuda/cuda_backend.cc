@@ -27,6 +27,7 @@
 #include "common/arg_checks.h"
 #include "cuda/attention.h"
 #include "cuda/check.h"
+#include "cuda/cuda_graph.h"
 #include "cuda/matmul.h"
 #include "cuda/ops.h"
 
@@ -134,6 +135,7 @@ class CudaBackend final : public Backend {
 
   // ---- memory -------------------------------------------------------------------------
   absl::StatusOr<void*> Allocate(size_t bytes) override {
+    NotCapturing("Allocate");
     Enter();
     void* p = nullptr;
     // Zero bytes still get a unique, freeable pointer, as on the CPU.
@@ -147,11 +149,13 @@ class CudaBackend final : public Backend {
   }
   void Free(void* ptr) override {
     if (ptr == nullptr) return;
+    NotCapturing("Free");
     Enter();
     COLOSSUS_CUDA_CHECK(cudaFree(ptr));
   }
   void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
+    NotCapturing("CopyToHost");
     Enter();
     COLOSSUS_CUDA_CHECK(
         cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
@@ -159,6 +163,7 @@ class CudaBackend final : public Backend {
   }
   void CopyFromHost(void* dst, const void* host_src, size_t bytes) override {
     if (bytes == 0) return;
+    NotCapturing("CopyFromHost");
     Enter();
     COLOSSUS_CUDA_CHECK(
         cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
@@ -192,8 +197,22 @@ class CudaBackend final : public Backend {
     cuda::Fill(ctx_, x, value);
   }
   void Synchronize() override {
+    NotCapturing("Synchronize");
     Enter();
     COLOSSUS_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  }
+
+  // ---- graphs ----------------------------------------------------------------------------
+  absl::Status BeginCapture() override {
+    if (capturing_) return absl::FailedPreconditionError("BeginCapture: a capture is in progress");
+    if (absl::Status s = cuda::BeginStreamCapture(stream_.get(), device_); !s.ok()) return s;
+    capturing_ = true;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<OpGraph>> EndCapture() override {
+    if (!capturing_) return absl::FailedPreconditionError("EndCapture: no capture in progress");
+    capturing_ = false;
+    return cuda::EndStreamCapture(stream_.get(), device_);
   }
 
   // ---- embedding ------------------------------------------------------------------------
@@ -475,6 +494,11 @@ class CudaBackend final : public Backend {
 
   // Makes this backend's GPU current for the calling thread (cheap when it already is).
   void Enter() const { COLOSSUS_CUDA_CHECK(cudaSetDevice(device_)); }
+  // Memory calls and synchronizes cannot be part of a graph (backend.h, "Graphs"); CUDA
+  // would fail them with an error less clear than this.
+  void NotCapturing(const char* call) const {
+    CHECK(!capturing_) << "cuda:" << device_ << ": " << call << " while capturing an op graph";
+  }
 
   static void CheckMatmulShape(const char* op, int64_t N, int C, int OC) {
     CheckNonNegative(op, "N", N);
@@ -490,6 +514,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CublasLt> lt_;
   cuda::DeviceScratch scratch_;
   LaunchContext ctx_;
+  bool capturing_ = false;
 
 };
 

@@ -43,6 +43,10 @@ struct GPT::Impl {
   // State of the last Forward.
   int B = 0, T = 0;
   bool have_targets = false;
+  // The staged batch has targets. Unlike have_targets, Backward does not clear it: the
+  // per-row losses survive Backward (it consumes only the logits), and ReadLoss reads
+  // them after a replayed forward and backward (graph_step.h).
+  bool staged_targets = false;
   int64_t counted = 0;  // positions with a non-negative target
   std::vector<float> host_losses;
 
@@ -223,27 +227,47 @@ void GPT::SyncComputeWeights() {
   }
 }
 
-absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets, int B,
-                                   int T) {
+absl::Status GPT::Stage(const int32_t* tokens, const int32_t* targets, int B, int T) {
   if (B <= 0 || B > max_batch_ || T <= 0 || T > max_seq_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "batch %d x %d tokens does not fit the planned %d x %d", B, T, max_batch_, max_seq_));
   }
-  const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
-  const int NH = config_.n_head, L = config_.n_layer;
   const int64_t N = static_cast<int64_t>(B) * T;
-  absl::StatusOr<int64_t> checked = gpt_layout::CheckBatchIds(tokens, targets, N, T, V);
+  absl::StatusOr<int64_t> checked =
+      gpt_layout::CheckBatchIds(tokens, targets, N, T, config_.vocab_size);
   if (!checked.ok()) return checked.status();
-  const int64_t counted = *checked;
-
   Impl& m = *impl_;
   m.B = B;
   m.T = T;
   m.have_targets = targets != nullptr;
-  m.counted = counted;
-  const Tensor& tok = m.act_plan[m.tokens];
-  backend_->CopyFromHost(tok.data, tokens, N * sizeof(int32_t));
-  const int32_t* dtokens = tok.as<int32_t>();
+  m.staged_targets = targets != nullptr;
+  m.counted = *checked;
+  backend_->CopyFromHost(m.act_plan[m.tokens].data, tokens, N * sizeof(int32_t));
+  if (targets != nullptr) {
+    backend_->CopyFromHost(m.act_plan[m.targets].data, targets, N * sizeof(int32_t));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets, int B,
+                                   int T) {
+  if (absl::Status s = Stage(tokens, targets, B, T); !s.ok()) return s;
+  EnqueueForward();
+  if (targets == nullptr) {
+    backend_->Synchronize();
+    return 0.0f;
+  }
+  return ReadLoss();
+}
+
+void GPT::EnqueueForward() {
+  Impl& m = *impl_;
+  const int B = m.B, T = m.T;
+  CHECK(B > 0) << "GPT::EnqueueForward needs a staged batch (Stage) first";
+  const int V = config_.vocab_size, Vp = config_.PaddedVocab(), C = config_.n_embd;
+  const int NH = config_.n_head, L = config_.n_layer;
+  const int64_t N = static_cast<int64_t>(B) * T;
+  const int32_t* dtokens = m.act_plan[m.tokens].as<int32_t>();
   // The ops read the compute copies (the master weights themselves on f32 backends).
   const Tensor* P = compute_params_.data();
   const size_t lnf_index = 2 + static_cast<size_t>(L) * kNumBlockParams;
@@ -283,20 +307,23 @@ absl::StatusOr<float> GPT::Forward(const int32_t* tokens, const int32_t* targets
   }
   // The output projection is the token embedding itself (tied weights), no bias.
   backend_->MatmulForward(m.act(m.logits), m.act(m.lnf), P[0].view(), View(), N, C, Vp);
-  if (targets == nullptr) {
-    backend_->Synchronize();
-    return 0.0f;
-  }
-  const Tensor& tgt = m.act_plan[m.targets];
-  backend_->CopyFromHost(tgt.data, targets, N * sizeof(int32_t));
+  if (!m.have_targets) return;
   backend_->CrossEntropyForward(m.actf(m.losses), m.actf(m.lse), m.act(m.logits),
-                                tgt.as<int32_t>(), N, V, Vp);
+                                m.act_plan[m.targets].as<int32_t>(), N, V, Vp);
+}
+
+float GPT::ReadLoss() {
+  Impl& m = *impl_;
+  CHECK(m.staged_targets) << "GPT::ReadLoss needs a staged batch with targets";
+  const int64_t N = static_cast<int64_t>(m.B) * m.T;
   m.host_losses.resize(N);
   backend_->CopyToHost(m.host_losses.data(), m.actf(m.losses), N * sizeof(float));
   // Ignored positions have loss 0, so the sum over all rows is the sum over counted ones.
   double sum = std::accumulate(m.host_losses.begin(), m.host_losses.end(), 0.0);
-  return counted > 0 ? static_cast<float>(sum / counted) : 0.0f;
+  return m.counted > 0 ? static_cast<float>(sum / m.counted) : 0.0f;
 }
+
+int64_t GPT::counted_targets() const { return impl_->counted; }
 
 void GPT::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
   Impl& m = *impl_;

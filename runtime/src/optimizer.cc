@@ -40,6 +40,35 @@ float LearningRateAt(const OptimizerConfig& c, int64_t step) {
 
 bool DecaysWeight(const Tensor& param) { return param.shape.size() >= 2; }
 
+namespace {
+
+// One AdamW call over the elements [begin, end) of the model's flat buffers, with p's
+// per-step values (host fields or device scalars), weight decay where the mask says.
+void ApplyUpdate(GPT* model, const DecayMask& mask, const OptimizerConfig& config,
+                 kernels::AdamWParams p, int64_t begin, int64_t end, float* m, float* v) {
+  const kernels::View params = model->flat_params();
+  CHECK(begin >= 0 && begin <= end && end <= params.numel)
+      << "AdamW update [" << begin << ", " << end << ") of " << params.numel;
+  p.weight_decay = config.weight_decay;
+  p.decay_mask = mask.data();
+  p.mask_origin = begin;
+  const int64_t n = end - begin;
+  // The update also refreshes the compute copies when the ops read them (bf16 on CUDA);
+  // they mirror the master weights element for element (GPT::flat_compute_params).
+  const kernels::View copies = model->flat_compute_params();
+  kernels::View copy;
+  if (copies.data != params.data) {
+    copy = kernels::View(static_cast<char*>(copies.data) +
+                             begin * static_cast<int64_t>(kernels::DTypeSize(copies.dtype)),
+                         copies.dtype, n);
+  }
+  model->backend()->AdamW(kernels::View(params.as<float>() + begin, n),
+                          kernels::View(model->flat_grads().as<float>() + begin, n), m, v,
+                          copy, n, p);
+}
+
+}  // namespace
+
 AdamW::AdamW(const OptimizerConfig& config, GPT* model) : config_(config), model_(model) {}
 AdamW::~AdamW() = default;
 
@@ -52,6 +81,7 @@ absl::StatusOr<std::unique_ptr<AdamW>> AdamW::Create(const OptimizerConfig& conf
   opt->state_->Add("adam.m", {n}, DType::kF32);
   opt->state_->Add("adam.v", {n}, DType::kF32);
   opt->state_->Add("grad_norm_scratch", {1}, DType::kF32);
+  opt->state_->Add("step_scalars", {3}, DType::kF32);
   if (absl::Status s = opt->state_->Allocate(); !s.ok()) return s;
   auto mask = DecayMask::Create(*model);
   if (!mask.ok()) return mask.status();
@@ -62,6 +92,40 @@ absl::StatusOr<std::unique_ptr<AdamW>> AdamW::Create(const OptimizerConfig& conf
 kernels::View AdamW::first_moment() const { return (*state_)[0].view(); }
 kernels::View AdamW::second_moment() const { return (*state_)[1].view(); }
 size_t AdamW::state_bytes() const { return (*state_)[0].bytes() + (*state_)[1].bytes(); }
+
+void AdamW::StageStep(int64_t step) {
+  const float scalars[3] = {LearningRateAt(config_, step),
+                            kernels::AdamWBiasCorrection(config_.beta1, step + 1),
+                            kernels::AdamWBiasCorrection(config_.beta2, step + 1)};
+  model_->backend()->CopyFromHost((*state_)[3].data, scalars, sizeof(scalars));
+}
+
+void AdamW::EnqueueUpdate() {
+  kernels::Backend* be = model_->backend();
+  const kernels::View grads = model_->flat_grads();
+  float* sumsq = (*state_)[2].as<float>();
+  be->Fill((*state_)[2].view(), 0.0f);
+  be->SumSquares(sumsq, grads, grads.numel);
+  // What StepStatsFor and AdamWParamsFor give Step, from device memory instead: the lr and
+  // bias corrections StageStep wrote, the clip scale from the norm just computed.
+  kernels::AdamWParams p;
+  p.beta1 = config_.beta1;
+  p.beta2 = config_.beta2;
+  p.eps = config_.eps;
+  p.step_scalars = (*state_)[3].as<float>();
+  if (config_.grad_clip > 0) {
+    p.grad_sumsq = sumsq;
+    p.clip_norm = config_.grad_clip;
+  }
+  ApplyUpdate(model_, *decay_mask_, config_, p, 0, model_->flat_params().numel,
+              first_moment().as<float>(), second_moment().as<float>());
+}
+
+StepStats AdamW::ReadStats(int64_t step) {
+  float sumsq = 0.0f;
+  model_->backend()->CopyToHost(&sumsq, (*state_)[2].data, sizeof(float));
+  return StepStatsFor(config_, sumsq, step);
+}
 
 StepStats StepStatsFor(const OptimizerConfig& config, float grad_sumsq, int64_t step) {
   StepStats stats;
@@ -89,26 +153,7 @@ kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& config, const StepSta
 void AdamWUpdateRange(GPT* model, const DecayMask& mask, const OptimizerConfig& config,
                       const StepStats& stats, int64_t step, int64_t begin, int64_t end,
                       float* m, float* v) {
-  const kernels::View params = model->flat_params();
-  CHECK(begin >= 0 && begin <= end && end <= params.numel)
-      << "AdamWUpdateRange [" << begin << ", " << end << ") of " << params.numel;
-  kernels::AdamWParams p = AdamWParamsFor(config, stats, step);
-  p.weight_decay = config.weight_decay;
-  p.decay_mask = mask.data();
-  p.mask_origin = begin;
-  const int64_t n = end - begin;
-  // The update also refreshes the compute copies when the ops read them (bf16 on CUDA);
-  // they mirror the master weights element for element (GPT::flat_compute_params).
-  const kernels::View copies = model->flat_compute_params();
-  kernels::View copy;
-  if (copies.data != params.data) {
-    copy = kernels::View(static_cast<char*>(copies.data) +
-                             begin * static_cast<int64_t>(kernels::DTypeSize(copies.dtype)),
-                         copies.dtype, n);
-  }
-  model->backend()->AdamW(kernels::View(params.as<float>() + begin, n),
-                          kernels::View(model->flat_grads().as<float>() + begin, n), m, v,
-                          copy, n, p);
+  ApplyUpdate(model, mask, config, AdamWParamsFor(config, stats, step), begin, end, m, v);
 }
 
 absl::StatusOr<std::unique_ptr<DecayMask>> DecayMask::Create(const GPT& model) {

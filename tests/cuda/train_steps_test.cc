@@ -5,8 +5,9 @@
 // The same small GPT (L2 H4 C128 T64 V256), initialised from one seed, trains for 20
 // AdamW steps on 20 fixed batches on the CPU backend (f32 throughout) and on the CUDA
 // backend (bf16 activations and compute weights, f32 master weights, moments and
-// gradients); the losses must agree within 1e-2 relative at every step. Without a GPU
-// the comparison skips with MakeCudaBackend's error.
+// gradients); the losses must agree within 1e-2 relative at every step. The same steps
+// launched as CUDA graphs must train like eager ones. Without a GPU these skip with
+// MakeCudaBackend's error.
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "colossus/kernels/backend.h"
 #include "colossus/kernels/cuda_backend.h"
 #include "colossus/kernels/cuda_device.h"
+#include "colossus/graph_step.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
 #include "colossus/trainer.h"
@@ -127,6 +129,48 @@ TEST(CudaTrainSteps, TwentyStepsTrackTheCpuLossesWithin1e2) {
         << "step " << s << ": CUDA loss " << gpu[s] << ", CPU loss " << ref[s] << " ("
         << (*cuda)->Describe() << ")";
   }
+}
+
+// The step launched as CUDA graphs (graph_step.h) trains like the eager step on the same
+// GPU: the same kernels with the same arguments, per-step values read from memory. Not
+// bit for bit: the token embedding's gradient adds with atomics (kernels/cuda_backend.h,
+// "Determinism"), so the two runs differ by rounding that the steps then carry along.
+TEST(CudaTrainSteps, CudaGraphStepsTrainLikeEagerSteps) {
+  auto eager_backend = kernels::MakeCudaBackend(0);
+  if (!eager_backend.ok()) GTEST_SKIP() << "no CUDA device: " << eager_backend.status().message();
+  auto graph_backend = *kernels::MakeCudaBackend(0);
+  const GPTConfig config = SmallGpt();
+  OptimizerConfig oc;
+  oc.lr = 1e-3f;
+  oc.warmup_steps = 3;  // the lr changes every step: a frozen one would show
+  oc.total_steps = kSteps;
+  oc.grad_clip = 1.0f;
+  auto eager = *GPT::Create(config, eager_backend->get(), kB, kT);
+  auto model = *GPT::Create(config, graph_backend.get(), kB, kT);
+  eager->InitWeights(1234);
+  model->InitWeights(1234);
+  auto eager_opt = *AdamW::Create(oc, eager.get());
+  auto opt = *AdamW::Create(oc, model.get());
+  GraphStep graphs(model.get(), opt.get());
+  const std::vector<Batch> batches = FixedBatches(config.vocab_size);
+  for (int step = 0; step < kSteps; ++step) {
+    const Batch& b = batches[step];
+    eager->ZeroGrad();
+    const float want = *eager->Forward(b.tokens.data(), b.targets.data(), kB, kT);
+    eager->Backward();
+    const StepStats want_stats = eager_opt->Step(step);
+    model->ZeroGrad();
+    absl::StatusOr<float> got = graphs.MicroBatch(b.tokens.data(), b.targets.data(), kB, kT);
+    ASSERT_TRUE(got.ok()) << "step " << step << ": " << got.status();
+    absl::StatusOr<StepStats> stats = graphs.Update(step);
+    ASSERT_TRUE(stats.ok()) << "step " << step << ": " << stats.status();
+    EXPECT_NEAR(*got, want, 1e-4 * std::fabs(want)) << "step " << step;
+    EXPECT_EQ(stats->lr, want_stats.lr) << "step " << step;
+    EXPECT_NEAR(stats->grad_norm, want_stats.grad_norm, 1e-3 * want_stats.grad_norm)
+        << "step " << step;
+  }
+  EXPECT_EQ(graphs.captures(), 2) << "one forward+backward graph and one update graph";
+  EXPECT_GT(graphs.forward_backward_nodes(), 30);
 }
 
 // Runs everywhere: without a GPU, the trainer with runtime.device = cuda must refuse at

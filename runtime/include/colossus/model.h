@@ -100,6 +100,21 @@ class GPT {
   // naming the position.
   absl::StatusOr<float> Forward(const int32_t* tokens, const int32_t* targets, int B, int T);
 
+  // Forward in three parts, for a step launched as an op graph (backend.h, "Graphs";
+  // graph_step.h), where only the middle one is captured:
+  //   Stage: checks the batch as Forward does and copies tokens and targets into the
+  //     model's device buffers (host copies: never inside a capture);
+  //   EnqueueForward: every op of the forward pass (and the loss, with targets) over the
+  //     staged batch, enqueued and not waited for; capturable;
+  //   ReadLoss: waits, and returns the staged batch's mean loss as Forward does.
+  // Forward(t, y, B, T) is exactly Stage(t, y, B, T), EnqueueForward(), ReadLoss().
+  absl::Status Stage(const int32_t* tokens, const int32_t* targets, int B, int T);
+  void EnqueueForward();
+  float ReadLoss();
+  // Positions of the staged batch whose target counts (not negative): Backward's loss
+  // gradient per row is loss_scale / counted_targets(), an argument frozen in a graph.
+  int64_t counted_targets() const;
+
   // Back-propagates the last Forward with targets, ACCUMULATING into the gradients
   // (call ZeroGrad between optimizer steps). The loss differentiated is
   // loss_scale * mean(loss), so gradient accumulation over k micro-batches passes

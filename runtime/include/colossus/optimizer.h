@@ -61,6 +61,18 @@ class AdamW {
   // zero the gradients. Returns the figures the trainer logs.
   StepStats Step(int64_t step);
 
+  // Step in three parts, for an update launched as an op graph (graph_step.h), where only
+  // the middle one is captured:
+  //   StageStep: writes `step`'s learning rate and bias corrections to backend memory
+  //     (AdamWParams::step_scalars; a host copy: never inside a capture);
+  //   EnqueueUpdate: the update's ops (the squared norm, then AdamW with the clip scale
+  //     computed on the device from it), enqueued and not waited for; capturable;
+  //   ReadStats: waits, and returns the step's figures as Step does.
+  // The weights and moments they leave are bit for bit those Step(step) leaves.
+  void StageStep(int64_t step);
+  void EnqueueUpdate();
+  StepStats ReadStats(int64_t step);
+
   const OptimizerConfig& config() const { return config_; }
   // The moments as flat f32 views over the same layout as model->flat_params().
   kernels::View first_moment() const;
@@ -71,7 +83,8 @@ class AdamW {
   AdamW(const OptimizerConfig& config, GPT* model);
   OptimizerConfig config_;
   GPT* model_;
-  std::unique_ptr<MemoryPlan> state_;  // [0] first moment, [1] second moment, [2] norm scratch
+  // [0] first moment, [1] second moment, [2] norm scratch, [3] step scalars (StageStep)
+  std::unique_ptr<MemoryPlan> state_;
   std::unique_ptr<DecayMask> decay_mask_;
 };
 

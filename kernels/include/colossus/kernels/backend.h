@@ -34,11 +34,13 @@
 //     the caller and aborts with a message naming the op and the argument.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "colossus/kernels/dtype.h"
 
@@ -65,6 +67,36 @@ struct AdamWParams {
   // One byte per granule, in backend memory.
   const uint8_t* decay_mask = nullptr;
   int64_t mask_origin = 0;
+  // Per-step values read from backend memory instead of from the fields above, so that a
+  // step captured once (a CUDA graph: kernel arguments are frozen at capture) stays right
+  // when replayed at later steps:
+  //   step_scalars, if set: [lr, bias_correction1, bias_correction2] in f32 (replacing
+  //     lr and the corrections from `step`; AdamWBiasCorrection computes them);
+  //   grad_sumsq, if set: the squared global gradient norm (one f32); every gradient is
+  //     then multiplied by grad_scale * min(1, clip_norm / (sqrt(*grad_sumsq) + 1e-6)),
+  //     torch's clip_grad_norm_ rule, computed on the device. REQUIRES clip_norm > 0.
+  // Either way the arithmetic is that of the host-side fields with the same values.
+  const float* step_scalars = nullptr;
+  const float* grad_sumsq = nullptr;
+  float clip_norm = 0.0f;
+};
+
+// 1 - beta^step, in double as PyTorch computes it (Python floats), rounded once to f32:
+// the value AdamW's kernels use for `step`, and what step_scalars must hold.
+inline float AdamWBiasCorrection(float beta, int64_t step) {
+  return static_cast<float>(1.0 - std::pow(static_cast<double>(beta), static_cast<double>(step)));
+}
+
+// A sequence of backend ops recorded once (Backend::BeginCapture, EndCapture) and run
+// again as a unit: the ops of one training step, launched at the cost of one.
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  // Runs the recorded ops in order with the arguments they were recorded with, ordered on
+  // the backend's stream like any op (the CPU's complete before this returns).
+  virtual void Replay() = 0;
+  // The ops (CPU) or graph nodes (CUDA) recorded, for reports.
+  virtual int64_t size() const = 0;
 };
 
 class Backend {
@@ -96,6 +128,26 @@ class Backend {
   virtual void Fill(View x, float value) = 0;
   // Blocks until every op enqueued so far has completed.
   virtual void Synchronize() = 0;
+
+  // ---- Graphs: ops recorded once, replayed as one launch --------------------------------
+  // Between BeginCapture and EndCapture the ops called are recorded, not run; the
+  // OpGraph's Replay runs them. Everything an op was given is frozen at capture:
+  // pointers, shapes and scalars. Values that change from one replay to the next must
+  // therefore live in backend memory and be written before each replay (a batch's
+  // tokens; AdamWParams::step_scalars). Between the two calls no memory call (Allocate,
+  // Free, CopyToHost, CopyFromHost) and no Synchronize may be made, and each op must have
+  // run once before at the same shapes (the CUDA backend grows its scratch and plans on
+  // first use, and nothing may allocate while capturing).
+  // CUDA: stream capture into a CUDA graph, replayed with one cudaGraphLaunch. Other
+  // backends: Unimplemented (RecordingBackend records any backend's ops, the CPU's
+  // included). Errors: FailedPrecondition for a capture already (or not) in progress;
+  // the backend's error for a capture it could not complete (the call that broke it).
+  virtual absl::Status BeginCapture() {
+    return absl::UnimplementedError(Describe() + " cannot capture op graphs");
+  }
+  virtual absl::StatusOr<std::unique_ptr<OpGraph>> EndCapture() {
+    return absl::UnimplementedError(Describe() + " cannot capture op graphs");
+  }
 
   // ---- Embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] ----------------------
   // out [B,T,C] (=); tokens [B,T] int32 in backend memory, each in [0, Vp);

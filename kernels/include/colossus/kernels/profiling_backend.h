@@ -15,9 +15,9 @@
 // start to the last op's end; span minus the ops' sum is the time between ops (on CUDA
 // the GPU idle waiting for launches; on the CPU the model's own host code).
 //
-// Forwarding never changes a result: the inner backend gets exactly the arguments given.
-// While not recording, an op costs one extra virtual call. Memory calls (Allocate, Free)
-// and Synchronize are forwarded and never timed.
+// Forwarding never changes a result: the inner backend gets exactly the arguments given
+// (ForwardingBackend). While not recording, an op costs a closure and two calls. Memory
+// calls (Allocate, Free) and Synchronize are forwarded and never timed.
 //
 // Thread safety: one thread at a time, as for any Backend.
 #pragma once
@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "colossus/kernels/backend.h"
+#include "colossus/kernels/forwarding_backend.h"
 #include "colossus/kernels/op_timer.h"
 
 namespace colossus::kernels {
@@ -66,7 +67,7 @@ struct OpProfile {
   std::string Json() const;
 };
 
-class ProfilingBackend final : public Backend {
+class ProfilingBackend final : public ForwardingBackend {
  public:
   // REQUIRES: inner outlives this. The timer is MakeOpTimer(*inner) unless one is given
   // (tests give a scripted clock).
@@ -79,61 +80,16 @@ class ProfilingBackend final : public Backend {
   // many steps it ran). Stop without Start returns an empty profile.
   OpProfile Stop(int64_t steps = 1);
   bool recording() const { return recording_; }
-  Backend* inner() const { return inner_; }
 
-  DeviceKind kind() const override { return inner_->kind(); }
-  DType compute_dtype() const override { return inner_->compute_dtype(); }
-  std::string Describe() const override { return inner_->Describe(); }
-  absl::StatusOr<void*> Allocate(size_t bytes) override { return inner_->Allocate(bytes); }
-  void Free(void* ptr) override { inner_->Free(ptr); }
-  void Synchronize() override { inner_->Synchronize(); }
-
-  void CopyToHost(void* host_dst, const void* src, size_t bytes) override;
-  void CopyFromHost(void* dst, const void* host_src, size_t bytes) override;
-  void Copy(void* dst, const void* src, size_t bytes) override;
-  void Fill(View x, float value) override;
-  void EmbeddingForward(View out, const int32_t* tokens, View wte, View wpe, int B, int T,
-                        int C) override;
-  void EmbeddingBackward(View dwte, View dwpe, View dout, const int32_t* tokens, int B, int T,
-                         int C) override;
-  void LayerNormForward(View out, float* mean, float* rstd, View inp, View weight, View bias,
-                        int64_t N, int C) override;
-  void LayerNormBackward(View dinp, View dweight, View dbias, View dout, View inp, View weight,
-                         const float* mean, const float* rstd, int64_t N, int C) override;
-  void ResidualLayerNormForward(View residual, View out, float* mean, float* rstd, View a,
-                                View b, View weight, View bias, int64_t N, int C) override;
-  void MatmulForward(View out, View inp, View weight, View bias, int64_t N, int C,
-                     int OC) override;
-  void MatmulGeluForward(View out, View pre_gelu, View inp, View weight, View bias, int64_t N,
-                         int C, int OC) override;
-  void MatmulBackward(View dinp, View dweight, View dbias, View dout, View inp, View weight,
-                      int64_t N, int C, int OC) override;
-  void AttentionForward(View out, float* lse, View qkv, int B, int T, int C, int NH) override;
-  void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* lse, int B,
-                         int T, int C, int NH) override;
-  void GeluForward(View out, View inp, int64_t n) override;
-  void GeluBackward(View dinp, View inp, View dout, int64_t n) override;
-  void Add(View out, View a, View b, int64_t n) override;
-  void Accumulate(View dst, View src, int64_t n) override;
-  void CrossEntropyForward(float* losses, float* lse, View logits, const int32_t* targets,
-                           int64_t N, int V, int Vp) override;
-  void CrossEntropyBackward(View dlogits, View logits, const float* lse,
-                            const int32_t* targets, float dloss, int64_t N, int V,
-                            int Vp) override;
-  void AdamW(View param, View grad, float* m, float* v, View param_copy, int64_t n,
-             const AdamWParams& p) override;
-  void SumSquares(float* out, View x, int64_t n) override;
-  void Cast(View out, View in, int64_t n) override;
+ protected:
+  // While recording, marks the op's start and end around it.
+  void Dispatch(Op op, std::function<void()> call) override;
 
  private:
-  class Scope;  // marks an op's start and end while recording
-
-  Backend* inner_;
   std::unique_ptr<OpTimer> timer_;
   bool recording_ = false;
-  // One entry per timed op call, the op's index in the .cc's table; marks 2i and 2i+1
-  // bracket call i.
-  std::vector<uint8_t> ran_;
+  // One entry per timed op call; marks 2i and 2i+1 bracket call i.
+  std::vector<Op> ran_;
 };
 
 }  // namespace colossus::kernels
