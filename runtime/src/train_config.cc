@@ -88,6 +88,7 @@ const std::map<std::string, Setter>& Setters() {
     str("runtime.device", [](TrainConfig& c) -> std::string& { return c.device; });
     num("runtime.threads", [](TrainConfig& c) -> int& { return c.threads; });
     num("runtime.peak_tflops", [](TrainConfig& c) -> float& { return c.peak_tflops; });
+    num("runtime.graphs", [](TrainConfig& c) -> int& { return c.graphs; });
     num("parallel.zero", [](TrainConfig& c) -> int& { return c.zero; });
     num("parallel.bucket_mb", [](TrainConfig& c) -> float& { return c.bucket_mb; });
     num("parallel.overlap", [](TrainConfig& c) -> int& { return c.overlap; });
@@ -144,6 +145,9 @@ absl::Status TrainConfig::Validate() const {
     return bad(absl::StrFormat("sample.temperature = %g: must be > 0", sample_temperature));
   }
   if (threads < 0) return bad(absl::StrFormat("runtime.threads = %d: must be >= 0", threads));
+  if (graphs != 0 && graphs != 1) {
+    return bad(absl::StrFormat("runtime.graphs = %d: must be 0 or 1", graphs));
+  }
   if (!(peak_tflops >= 0)) {
     return bad(absl::StrFormat("runtime.peak_tflops = %g: must be >= 0 (0: by GPU name)", peak_tflops));
   }

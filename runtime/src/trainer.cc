@@ -156,6 +156,17 @@ absl::Status Trainer::Init() {
   auto accum = MicroBatchesPerRank(c, dp_size());
   if (!accum.ok()) return accum.status();
   accum_ = *accum;
+  if (c.graphs == 1 && group_ != nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "runtime.graphs = 1 needs a single process, and this is rank %d of %d: data- and "
+        "tensor-parallel collectives run on the host between ops and cannot be captured",
+        group_->rank(), group_->world().size()));
+  }
+  kernels::Backend* model_backend = backend_.get();
+  if (c.graphs == 1 && backend_->kind() == kernels::DeviceKind::kCPU) {
+    recorder_ = std::make_unique<kernels::RecordingBackend>(backend_.get());
+    model_backend = recorder_.get();
+  }
 
   parallel::DataParallelOptions dpo;
   dpo.zero = c.zero == 1;
@@ -163,7 +174,7 @@ absl::Status Trainer::Init() {
   dpo.overlap = c.overlap == 1;
   // Under tensor parallelism the full model is a gather target only; ZeRO pads the TP
   // shard's buffers instead.
-  auto model = GPT::Create(c.model, backend_.get(), c.batch_size, c.seq_len,
+  auto model = GPT::Create(c.model, model_backend, c.batch_size, c.seq_len,
                            c.tensor_parallel > 1
                                ? 1
                                : parallel::DataParallel::FlatMultiple(dpo, ranks()));
@@ -200,6 +211,7 @@ absl::Status Trainer::Init() {
     auto opt = AdamW::Create(oc, model_.get());
     if (!opt.ok()) return opt.status();
     optimizer_ = std::move(*opt);
+    if (c.graphs == 1) graph_step_ = std::make_unique<GraphStep>(model_.get(), optimizer_.get());
   }
 
   if (rank() == 0) {
@@ -293,6 +305,11 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
 
   Say(absl::StrFormat("colossus: %s", backend_->Describe()));
   Say(absl::StrFormat("colossus: %s", backend_why_));
+  if (graph_step_) {
+    Say(absl::StrFormat("colossus: each step launched as op graphs (%s), forward+backward per "
+                        "micro-batch and the update, captured at the second step",
+                        recorder_ ? "recorded ops on the CPU" : "CUDA graphs"));
+  }
   if (dp_ != nullptr) {
     const parallel::GradReducer* reducer = dp_->reducer();
     Say(absl::StrFormat(
@@ -363,6 +380,12 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
     for (int micro = 0; micro < k; ++micro) {
       train_->Batch(parallel::FirstSampleOf(step, micro, dp_index(), dp, B, k), B,
                     inputs_.data(), targets_.data());
+      if (graph_step_) {
+        auto l = graph_step_->MicroBatch(inputs_.data(), targets_.data(), B, T, 1.0f / share);
+        if (!l.ok()) return l.status();
+        loss += *l / share;
+        continue;
+      }
       if (tp_model_) {
         auto l = tp_model_->Forward(inputs_.data(), targets_.data(), B, T);
         if (!l.ok()) return l.status();
@@ -401,6 +424,10 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
       auto global = dp_->SumOverRanks(static_cast<float>(loss));
       if (!global.ok()) return global.status();
       loss = *global;
+    } else if (graph_step_) {
+      auto st = graph_step_->Update(step);
+      if (!st.ok()) return st.status();
+      stats = *st;
     } else {
       stats = optimizer_->Step(step);
     }

@@ -8,7 +8,7 @@
 //   optimizer: {lr, min_lr, warmup_steps, total_steps, beta1, beta2, eps, weight_decay, grad_clip}
 //   eval:      {every, batches}
 //   sample:    {every, tokens, prompt, temperature}
-//   runtime:   {device: auto | cpu | cuda, threads, peak_tflops}
+//   runtime:   {device: auto | cpu | cuda, threads, peak_tflops, graphs: 0 | 1}
 //   parallel:  {zero: 0 | 1, bucket_mb, overlap: 0 | 1, tensor_parallel}
 //   output:    {dir, log_every}
 //   checkpoint: {dir, interval_steps, keep}   (off unless dir is set; trainer.h)
@@ -51,6 +51,9 @@ struct TrainConfig {
   // (H100, H200 989; A100 312), and no MFU on a CPU or an unknown GPU. A value > 0 is
   // used whatever the device.
   float peak_tflops = 0.0f;
+  // 1: each step is launched as op graphs (graph_step.h: CUDA graphs on a GPU, recorded
+  // ops on the CPU), forward+backward per micro-batch and the update. One process only.
+  int graphs = 0;
   // Data parallelism (used when the process is one rank of several, dist_env.h).
   int zero = 0;                    // 1: ZeRO-1, optimizer state sharded over the ranks
   float bucket_mb = 25.0f;         // gradient all-reduce bucket size, MiB (plain DP)

@@ -78,6 +78,8 @@
 #include "colossus/checkpoint/reader.h"
 #include "colossus/checkpoint/writer.h"
 #include "colossus/data.h"
+#include "colossus/graph_step.h"
+#include "colossus/kernels/recording_backend.h"
 #include "colossus/metrics.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
@@ -226,9 +228,14 @@ class Trainer {
   std::optional<parallel::DistEnv> dist_env_;
   int accum_ = 1;  // micro-batches per rank per step
   std::unique_ptr<kernels::Backend> backend_;
+  // runtime.graphs = 1 on the CPU: the model's ops go through the recorder (the CUDA
+  // backend captures itself). Declared after backend_ and before the model: it outlives
+  // the model, which frees its memory through it.
+  std::unique_ptr<kernels::RecordingBackend> recorder_;
   std::string backend_why_;
   std::unique_ptr<GPT> model_;
   std::unique_ptr<AdamW> optimizer_;  // single process only
+  std::unique_ptr<GraphStep> graph_step_;  // runtime.graphs = 1: the steps as op graphs
   // Declared after the backend and the model, which they use: destroyed before them
   // (dp_ first: its communication thread and scratch need the group and the backend).
   std::unique_ptr<parallel::ProcessGroup> group_;
