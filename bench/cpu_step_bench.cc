@@ -287,7 +287,8 @@ int Run(const Options& opt) {
        << ",\"tokens_per_s\":" << tokens_per_s << ",\"first_loss\":" << first_loss
        << ",\"forward_ms\":" << Median(fwd_ms) << ",\"backward_ms\":" << Median(bwd_ms)
        << ",\"optimizer_ms\":" << Median(opt_ms)
-       << ",\"device\":" << JsonString(opt.device) << ",\"graph\":" << (opt.graph ? "true" : "false")
+       << ",\"device\":" << JsonString(opt.device)
+       << ",\"graph\":" << (opt.graph ? "true" : "false")
        << ",\"flops_per_token\":" << flops_per_token;
   if (mfu >= 0) json << ",\"peak_flops\":" << peak << ",\"mfu\":" << mfu;
   if (profile.has_value()) json << ",\"profile\":" << profile->Json();

@@ -91,7 +91,8 @@ void AdamW(const LaunchContext& ctx, float* param, View grad, float* m, float* v
   const uint8_t* mask = p.decay_mask;
   const int64_t origin = p.mask_origin;
   k.clip_norm = p.clip_norm;
-  CHECK(p.grad_sumsq == nullptr || p.clip_norm > 0) << "AdamW: grad_sumsq given without a clip_norm";
+  CHECK(p.grad_sumsq == nullptr || p.clip_norm > 0)
+      << "AdamW: grad_sumsq given without a clip_norm";
   k.bias_correction1 = AdamWBiasCorrection(p.beta1, p.step);
   k.bias_correction2 = AdamWBiasCorrection(p.beta2, p.step);
   const float* scalars = p.step_scalars;

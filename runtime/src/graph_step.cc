@@ -19,6 +19,9 @@ absl::StatusOr<std::unique_ptr<kernels::OpGraph>> Capture(kernels::Backend* back
 
 absl::StatusOr<float> GraphStep::MicroBatch(const int32_t* tokens, const int32_t* targets, int B,
                                             int T, float loss_scale) {
+  if (targets == nullptr) {
+    return absl::InvalidArgumentError("GraphStep::MicroBatch: a training step needs targets");
+  }
   if (absl::Status s = model_->Stage(tokens, targets, B, T); !s.ok()) return s;
   const Key key{B, T, model_->counted_targets(), loss_scale};
   auto enqueue = [&] {

@@ -14,7 +14,8 @@ MemoryPlan::MemoryPlan(kernels::Backend* backend, std::string group, size_t alig
     : backend_(backend), group_(std::move(group)), align_(align_bytes) {
   // 4 at least: Allocate zero-fills the arena as f32 words. At most 256: the base's.
   CHECK(align_ >= 4 && align_ <= 256 && (align_ & (align_ - 1)) == 0)
-      << "MemoryPlan '" << group_ << "': alignment " << align_ << " is not a power of two in [4, 256]";
+      << "MemoryPlan '" << group_ << "': alignment " << align_
+      << " is not a power of two in [4, 256]";
 }
 
 MemoryPlan::~MemoryPlan() {

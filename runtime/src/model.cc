@@ -156,9 +156,11 @@ absl::Status GPT::Plan(int64_t flat_multiple) {
   if (copies && padded) compute_params_.pop_back();
   // The mirror flat_compute_params() promises (the plans' alignments make it so).
   for (size_t i = 0; copies && i < params_.size(); ++i) {
-    CHECK((static_cast<char*>(compute_params_[i].data) - static_cast<char*>(m.compute_plan.base())) ==
-          (static_cast<char*>(params_[i].data) - static_cast<char*>(m.param_plan.base())) / 4 *
-              static_cast<ptrdiff_t>(kernels::DTypeSize(m.act_dtype)))
+    const ptrdiff_t copy_bytes =
+        static_cast<char*>(compute_params_[i].data) - static_cast<char*>(m.compute_plan.base());
+    const ptrdiff_t master_bytes =
+        static_cast<char*>(params_[i].data) - static_cast<char*>(m.param_plan.base());
+    CHECK(copy_bytes == master_bytes / 4 * static_cast<ptrdiff_t>(DTypeSize(m.act_dtype)))
         << params_[i].name << ": compute copy not at its master weight's element offset";
   }
   num_params_ = 0;

@@ -176,8 +176,9 @@ TEST(ProfilingBackend, ForwardingChangesNoResult) {
     AdamWParams ap;
     ap.lr = 1e-2f;
     ap.weight_decay = 0.1f;
-    be.AdamW(View(o.param.data(), o.param.size()), View(const_cast<float*>(grad.data()), grad.size()),
-             o.m.data(), o.v.data(), View(), static_cast<int64_t>(o.param.size()), ap);
+    be.AdamW(View(o.param.data(), o.param.size()),
+             View(const_cast<float*>(grad.data()), grad.size()), o.m.data(), o.v.data(), View(),
+             static_cast<int64_t>(o.param.size()), ap);
     return o;
   };
   prof.Start();
