@@ -44,6 +44,14 @@ void ProfilingBackend::Dispatch(Op op, std::function<void()> call) {
   timer_->Mark();
 }
 
+absl::Status ProfilingBackend::BeginCapture() {
+  if (recording_) {
+    return absl::FailedPreconditionError(
+        "ProfilingBackend: cannot capture an op graph while recording a profile");
+  }
+  return ForwardingBackend::BeginCapture();
+}
+
 void ProfilingBackend::Start() {
   if (recording_) timer_->Resolve();  // drop the marks of the recording being restarted
   ran_.clear();

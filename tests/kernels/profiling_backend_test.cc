@@ -139,6 +139,11 @@ TEST(ProfilingBackend, RecordsOnlyBetweenStartAndStop) {
   EXPECT_EQ(p.ops[0].calls, 1);
   prof.Add(View(a.data(), 16), View(a.data(), 16), View(b.data(), 16), 16);
   EXPECT_TRUE(prof.Stop().ops.empty()) << "ops after Stop are not recorded";
+  // No capture while recording; otherwise the inner backend's answer (the CPU cannot).
+  prof.Start();
+  EXPECT_EQ(prof.BeginCapture().code(), absl::StatusCode::kFailedPrecondition);
+  prof.Stop();
+  EXPECT_EQ(prof.BeginCapture().code(), absl::StatusCode::kUnimplemented);
   // a = 1 + 2, then += 2; b = a; a = a + b: every op ran, recorded or not.
   EXPECT_EQ(a[0], 10.0f);
 }

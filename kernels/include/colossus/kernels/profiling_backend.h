@@ -80,6 +80,9 @@ class ProfilingBackend final : public ForwardingBackend {
   // many steps it ran). Stop without Start returns an empty profile.
   OpProfile Stop(int64_t steps = 1);
   bool recording() const { return recording_; }
+  // Refused (FailedPrecondition) while recording: a mark inside a captured graph would
+  // time the capture, not the replay. Otherwise the inner backend's.
+  absl::Status BeginCapture() override;
 
  protected:
   // While recording, marks the op's start and end around it.
