@@ -306,8 +306,8 @@ absl::StatusOr<TrainSummary> Trainer::Run(int64_t first_step) {
   Say(absl::StrFormat("colossus: %s", backend_->Describe()));
   Say(absl::StrFormat("colossus: %s", backend_why_));
   if (graph_step_) {
-    Say(absl::StrFormat("colossus: each step launched as op graphs (%s), forward+backward per "
-                        "micro-batch and the update, captured at the second step",
+    Say(absl::StrFormat("colossus: each step launched as op graphs (%s): forward+backward per "
+                        "micro-batch and the update, each captured the second time it runs",
                         recorder_ ? "recorded ops on the CPU" : "CUDA graphs"));
   }
   if (dp_ != nullptr) {
