@@ -176,6 +176,38 @@ TEST(DataParallel, RanksWithDifferentSettingsAreRefused) {
   comm::testing::ExpectAllOk(results);
 }
 
+// Op graphs cannot hold the all-reduce hooks that run between ops: a data-parallel
+// rank asked for them refuses at Create, naming the setting and the rank.
+TEST(DataParallel, OpGraphsAreRefusedWithSeveralRanks) {
+  TrainConfig c = TinyDpConfig(MakeCorpus("dp_graphs"));
+  c.val_data.clear();
+  c.graphs = 1;
+  const auto results = comm::testing::RunRanks(
+      2,
+      [&](const comm::testing::RankEnv& env) -> absl::Status {
+        TrainConfig mine = c;
+        mine.output_dir = RunDir(absl::StrCat("graphs/out.rank", env.rank));
+        parallel::DistEnv de;
+        de.rank = env.rank;
+        de.world_size = env.size;
+        parallel::ProcessGroupOptions po;
+        po.store_factory = [store = env.store](const parallel::DistEnv&) { return store; };
+        auto group = parallel::ProcessGroup::Create(de, po);
+        if (!group.ok()) return group.status();
+        auto t = Trainer::Create(mine, *std::move(group));
+        if (t.ok()) return absl::InternalError("runtime.graphs = 1 was accepted on 2 ranks");
+        const std::string want = absl::StrCat("runtime.graphs = 1 needs a single process, and "
+                                              "this is rank ", env.rank, " of 2");
+        if (t.status().code() != absl::StatusCode::kInvalidArgument ||
+            std::string(t.status().message()).find(want) == std::string::npos) {
+          return absl::InternalError(absl::StrCat("unclear error: ", t.status().ToString()));
+        }
+        return absl::OkStatus();
+      },
+      absl::Seconds(60));
+  comm::testing::ExpectAllOk(results);
+}
+
 // A port that was free a moment ago (the kernel picks it; the race with another
 // process taking it meanwhile is remote on a test machine).
 int FreePort() {
