@@ -145,6 +145,19 @@ TEST(DataParallel, BucketsSmallerThanALayerAndLargerThanTheModelGiveTheSameWeigh
   EXPECT_TRUE(BitIdentical(after.ranks[0].weights_path, big.ranks[0].weights_path));
 }
 
+// A Trainer for rank env.rank of a group formed over the test's store.
+absl::StatusOr<std::unique_ptr<Trainer>> CreateOnRank(const TrainConfig& config,
+                                                      const comm::testing::RankEnv& env) {
+  parallel::DistEnv de;
+  de.rank = env.rank;
+  de.world_size = env.size;
+  parallel::ProcessGroupOptions po;
+  po.store_factory = [store = env.store](const parallel::DistEnv&) { return store; };
+  auto group = parallel::ProcessGroup::Create(de, po);
+  if (!group.ok()) return group.status();
+  return Trainer::Create(config, *std::move(group));
+}
+
 // Replicas that disagree (here: rank 1 has another seed, so other initial weights and
 // samples) would train two different models in lockstep; Create refuses them.
 TEST(DataParallel, RanksWithDifferentSettingsAreRefused) {
@@ -156,14 +169,7 @@ TEST(DataParallel, RanksWithDifferentSettingsAreRefused) {
         TrainConfig mine = c;
         mine.output_dir = RunDir(absl::StrCat("mismatch/out.rank", env.rank));
         if (env.rank == 1) mine.seed += 1;
-        parallel::DistEnv de;
-        de.rank = env.rank;
-        de.world_size = env.size;
-        parallel::ProcessGroupOptions po;
-        po.store_factory = [store = env.store](const parallel::DistEnv&) { return store; };
-        auto group = parallel::ProcessGroup::Create(de, po);
-        if (!group.ok()) return group.status();
-        auto t = Trainer::Create(mine, *std::move(group));
+        absl::StatusOr<std::unique_ptr<Trainer>> t = CreateOnRank(mine, env);
         if (t.ok()) return absl::InternalError("ranks with different seeds were accepted");
         if (t.status().code() != absl::StatusCode::kFailedPrecondition ||
             std::string(t.status().message()).find("rank(s) 1 disagree with rank 0") ==
@@ -187,14 +193,7 @@ TEST(DataParallel, OpGraphsAreRefusedWithSeveralRanks) {
       [&](const comm::testing::RankEnv& env) -> absl::Status {
         TrainConfig mine = c;
         mine.output_dir = RunDir(absl::StrCat("graphs/out.rank", env.rank));
-        parallel::DistEnv de;
-        de.rank = env.rank;
-        de.world_size = env.size;
-        parallel::ProcessGroupOptions po;
-        po.store_factory = [store = env.store](const parallel::DistEnv&) { return store; };
-        auto group = parallel::ProcessGroup::Create(de, po);
-        if (!group.ok()) return group.status();
-        auto t = Trainer::Create(mine, *std::move(group));
+        absl::StatusOr<std::unique_ptr<Trainer>> t = CreateOnRank(mine, env);
         if (t.ok()) return absl::InternalError("runtime.graphs = 1 was accepted on 2 ranks");
         const std::string want = absl::StrCat("runtime.graphs = 1 needs a single process, and "
                                               "this is rank ", env.rank, " of 2");
