@@ -3,7 +3,6 @@
 #include "cuda/attention.h"
 
 #include <cstdint>
-#include <initializer_list>
 
 #include "colossus/check.h"
 #include "cuda/attention_internal.cuh"
@@ -32,16 +31,6 @@ void CheckView(const char* op, const char* arg, const View& v, DType dtype, int6
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// The flash kernels read 16-byte chunks with cp.async (rows are 16-byte multiples when
-// hs is 64 or 128, so only the base pointers matter).
-bool UseFlash(DType dtype, int hs, std::initializer_list<const void*> ptrs) {
-  if (dtype != DType::kBF16 || (hs != 64 && hs != 128)) return false;
-  for (const void* p : ptrs) {
-    if (!Aligned16(p)) return false;
-  }
-  return true;
-}
-
 // Scratch layout: dq_accum [B,T,C] f32, then delta [B,NH,T] f32, each 256-byte aligned.
 size_t RoundUp256(size_t n) { return (n + 255) / 256 * 256; }
 size_t DqAccumBytes(int B, int T, int C) {
@@ -61,7 +50,7 @@ void AttentionForward(View out, float* lse, View qkv, int B, int T, int C, int N
   CHECK(BTC == 0 || lse != nullptr) << op << ": lse is null";
   if (BTC == 0) return;
   const int hs = C / NH;
-  if (UseFlash(qkv.dtype, hs, {out.data, qkv.data})) {
+  if (attn::UsesFlash(qkv.dtype, hs, {out.data, qkv.data})) {
     if (hs == 64) {
       attn::LaunchFlashForward<64>(out.as<bf16>(), lse, qkv.as<bf16>(), B, T, NH, s);
     } else {
@@ -98,7 +87,7 @@ void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* ls
   const int hs = C / NH;
   float* dq_accum = static_cast<float*>(scratch);
   float* delta = reinterpret_cast<float*>(static_cast<char*>(scratch) + DqAccumBytes(B, T, C));
-  if (UseFlash(dt, hs, {dqkv.data, dout.data, qkv.data, out.data})) {
+  if (attn::UsesFlash(dt, hs, {dqkv.data, dout.data, qkv.data, out.data})) {
     if (hs == 64) {
       attn::LaunchFlashBackward<64>(dqkv.as<bf16>(), dout.as<bf16>(), qkv.as<bf16>(),
                                     out.as<bf16>(), lse, dq_accum, delta, B, T, NH, s);

@@ -16,34 +16,33 @@ void LaunchFlashBackward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf
   const int64_t rows = static_cast<int64_t>(B) * T;  // tokens
   const float scale = SoftmaxScale(D);
 
-  COLOSSUS_CUDA_CHECK(
-      cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(rows * C) * sizeof(float), s));
+  COLOSSUS_ATTN_ZERO_ASYNC(dq_accum, static_cast<size_t>(rows * C) * sizeof(float), s);
   {
     constexpr int kThreads = 256;  // 8 rows per block
     const int64_t n = rows * NH;
     const int64_t blocks = (n + kThreads / 32 - 1) / (kThreads / 32);
-    DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(delta, dout, out, n, T, NH, D);
+    COLOSSUS_ATTN_LAUNCH(DeltaKernel, static_cast<unsigned>(blocks), kThreads, 0, s, delta, dout,
+                         out, n, T, NH, D);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   }
 
   const auto kernel = FlashBackwardKernel<D>;
-  COLOSSUS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(Cfg::kSmemBytes)));
+  COLOSSUS_ATTN_ALLOW_SMEM(kernel, Cfg::kSmemBytes);
   const int n_kv = (T + Cfg::kBc - 1) / Cfg::kBc;
   CHECK(static_cast<int64_t>(B) * NH <= 0x7fffffff && n_kv <= 65535)
       << "AttentionBackward: grid too large: B*NH = " << static_cast<int64_t>(B) * NH
       << ", key tiles = " << n_kv;
   const dim3 grid(B * NH, n_kv);
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, s>>>(dqkv, dq_accum, dout, qkv, lse, delta, T, NH,
-                                                      scale * kLog2e, scale);
+  COLOSSUS_ATTN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, s, dqkv, dq_accum, dout, qkv,
+                       lse, delta, T, NH, scale * kLog2e, scale);
   COLOSSUS_CUDA_CHECK_LAUNCH();
 
   {
     constexpr int kThreads = 256;
     const int64_t pairs = rows * C / 2;
     const int64_t blocks = std::min<int64_t>((pairs + kThreads - 1) / kThreads, 65535LL * 16);
-    DqConvertKernel<<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(dqkv, dq_accum, rows,
-                                                                       static_cast<int>(C), scale);
+    COLOSSUS_ATTN_LAUNCH(DqConvertKernel, static_cast<unsigned>(blocks), kThreads, 0, s, dqkv,
+                         dq_accum, rows, static_cast<int>(C), scale);
     COLOSSUS_CUDA_CHECK_LAUNCH();
   }
 }

@@ -1,7 +1,8 @@
 // A host-side stand-in for the handful of CUDA features the attention kernels use, so
-// that their exact source (attention_*_kernels.cuh) runs on a CPU in a unit test
-// (tests/kernels/cuda_attention_emulation_test.cc). Test-only: included by
-// attention_internal.cuh when COLOSSUS_ATTN_EMULATE is defined, never by the library.
+// that their exact source (attention_*_kernels.cuh) and their launchers (attention*.cu)
+// run on a CPU in unit tests (tests/kernels/cuda_emulated_attention.cc compiles them).
+// Test-only: included by attention_internal.cuh when COLOSSUS_ATTN_EMULATE is defined,
+// never by the library.
 //
 // What it models, from the PTX ISA's definitions rather than from the kernels' use:
 //   * one std::thread per CUDA thread, the blocks of a grid one after another;
@@ -10,19 +11,23 @@
 //     with every lane required to arrive at the same collective;
 //   * cp.async with zero fill, landing either at issue or at the latest moment the ISA
 //     allows (the thread's cp.async.wait_group), chosen per launch;
-//   * dynamic shared memory, filled with 0xFF bytes (bf16 and f32 NaN) at block start.
+//   * dynamic shared memory, filled with 0xFF bytes (bf16 and f32 NaN) at block start;
+//   * the launchers' host side: launches (1-D blocks, 2-D grids), the opt-in above 48 KB
+//     of dynamic shared memory (227 KB at most on sm_90), asynchronous zero fills.
 // And what it checks, reported through Launch's error list:
 //   * races on shared memory: a read or write of a word that another thread wrote, or a
 //     write of a word another thread read, with no __syncthreads in between; any access
 //     to a word while a cp.async to it is in flight; reads of words never written;
 //   * ldmatrix row addresses that are not 16-byte aligned or leave shared memory, and
 //     cp.async destinations likewise; copies never waited for at kernel exit;
-//   * lanes of one warp arriving at different collectives.
+//   * lanes of one warp arriving at different collectives;
+//   * launches beyond their shared-memory allowance or with a geometry the GPU refuses.
 // It does not model timing, bank conflicts, or the tensor cores' internal rounding (the
 // emulated mma accumulates in fp32 like theirs, in a fixed order).
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <array>
@@ -30,7 +35,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -378,46 +386,149 @@ inline void AtomicAddF32(float* p, float v) {
 
 // Runs `kernel()` (a call of the kernel function with its arguments) for every block of
 // `grid`, each with block.x threads (1-D blocks only) and `smem_bytes` of dynamic shared
-// memory. Problems found are appended to `errors`.
+// memory. Problems found are appended to `errors`. The blocks run one after another on
+// the same host threads (creating threads per block would cost more than the kernels);
+// each block starts from fresh shared memory, shadow state and barriers.
 template <typename F>
 void Launch(Dim3 grid, Dim3 block, size_t smem_bytes, CopyTiming timing,
             std::vector<std::string>& errors, F&& kernel) {
   const int threads = static_cast<int>(block.x);
-  for (unsigned by = 0; by < grid.y; ++by) {
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      Block b;
-      b.grid_dim = grid;
-      b.block_dim = block;
-      b.block_idx = Dim3{bx, by, 0};
-      b.timing = timing;
-      b.smem.assign(smem_bytes, 0xff);
-      b.shadow.assign((smem_bytes + 3) / 4, Shadow{});
-      b.errors = &errors;
-      b.block_barrier = std::make_unique<std::barrier<>>(threads);
-      for (int w = 0; w < (threads + 31) / 32; ++w) {
-        b.warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32, threads - 32 * w)));
-      }
-      b.slots.resize(threads);
-      std::vector<std::thread> pool;
-      pool.reserve(threads);
-      for (int i = 0; i < threads; ++i) {
-        pool.emplace_back([&b, &kernel, i] {
-          Thread t;
-          t.block = &b;
-          t.thread_idx = Dim3{static_cast<unsigned>(i), 0, 0};
-          t.tid = i;
-          self_ = &t;
-          kernel();
-          if (!t.groups.empty() || !t.open_group.empty()) {
-            std::lock_guard<std::mutex> lock(b.mu);
-            b.Error(Where(t) + ": exits with cp.async copies never waited for");
-          }
-          self_ = nullptr;
-        });
-      }
-      for (auto& th : pool) th.join();
+  const unsigned blocks = grid.x * grid.y;
+  if (threads <= 0 || blocks == 0) return;
+  Block b;
+  b.grid_dim = grid;
+  b.block_dim = block;
+  b.timing = timing;
+  b.errors = &errors;
+  auto reset = [&](unsigned index) {  // block `index`'s state; x varies fastest
+    b.block_idx = Dim3{index % grid.x, index / grid.x, 0};
+    b.smem.assign(smem_bytes, 0xff);
+    b.shadow.assign((smem_bytes + 3) / 4, Shadow{});
+    b.block_barrier = std::make_unique<std::barrier<>>(threads);
+    b.warp_barriers.clear();
+    for (int w = 0; w < (threads + 31) / 32; ++w) {
+      b.warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32, threads - 32 * w)));
     }
+    b.slots.assign(threads, Block::Slot{});
+  };
+  reset(0);
+  std::barrier<> between_blocks(threads);
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      for (unsigned index = 0; index < blocks; ++index) {
+        Thread t;
+        t.block = &b;
+        t.thread_idx = Dim3{static_cast<unsigned>(i), 0, 0};
+        t.tid = i;
+        self_ = &t;
+        kernel();
+        if (!t.groups.empty() || !t.open_group.empty()) {
+          std::lock_guard<std::mutex> lock(b.mu);
+          b.Error(Where(t) + ": exits with cp.async copies never waited for");
+        }
+        self_ = nullptr;
+        // A thread that returned takes no part in the block's later barriers, as on the GPU.
+        b.block_barrier->arrive_and_drop();
+        b.warp_barriers[i / 32]->arrive_and_drop();
+        between_blocks.arrive_and_wait();  // every thread is done with this block
+        if (i == 0 && index + 1 < blocks) reset(index + 1);
+        between_blocks.arrive_and_wait();  // the next block's state is ready
+      }
+    });
   }
+  for (auto& th : pool) th.join();
+}
+
+// ---- The launchers' side ------------------------------------------------------------
+// attention.cu and its launchers run unchanged over the emulation through the launch
+// macros at the end of this file. How cp.async copies land and where problems go is set
+// per host thread by a LaunchScope. Without one, copies land at issue and any problem
+// aborts with the list: a caller that asked for nothing (the emulated backend) must not
+// go on with a result the emulation found wrong.
+struct LaunchOptions {
+  CopyTiming timing = CopyTiming::kAtIssue;
+  std::vector<std::string>* errors = nullptr;
+};
+inline thread_local LaunchOptions launch_options;
+
+class LaunchScope {
+ public:
+  LaunchScope(CopyTiming timing, std::vector<std::string>* errors) : saved_(launch_options) {
+    launch_options = LaunchOptions{timing, errors};
+  }
+  ~LaunchScope() { launch_options = saved_; }
+  LaunchScope(const LaunchScope&) = delete;
+  LaunchScope& operator=(const LaunchScope&) = delete;
+
+ private:
+  LaunchOptions saved_;
+};
+
+// Dynamic shared memory per block: 48 KB unless the kernel was opted into more with
+// cudaFuncSetAttribute, and at most 227 KB on sm_90 even then. A launch above the limit
+// fails on the GPU; here it is reported and not run.
+inline constexpr size_t kDefaultSmemBytes = 48 * 1024;
+inline constexpr size_t kMaxSmemBytes = 227 * 1024;
+inline std::mutex& OptInMutex() {
+  static std::mutex mu;
+  return mu;
+}
+inline std::map<const void*, size_t>& OptIns() {  // kernel -> bytes allowed; guarded by OptInMutex
+  static std::map<const void*, size_t> allowed;
+  return allowed;
+}
+
+inline void ReportOrAbort(std::vector<std::string>& errors, std::vector<std::string>& local) {
+  if (&errors != &local || local.empty()) return;
+  std::fprintf(stderr, "emulated attention launch found %zu problem(s):\n", local.size());
+  for (const std::string& e : local) std::fprintf(stderr, "  %s\n", e.c_str());
+  std::abort();
+}
+
+inline void AllowSmem(const void* kernel, size_t bytes) {
+  std::vector<std::string> local;
+  std::vector<std::string>& errors = launch_options.errors ? *launch_options.errors : local;
+  if (bytes > kMaxSmemBytes) {
+    errors.push_back("cudaFuncSetAttribute: " + std::to_string(bytes) +
+                     " bytes of dynamic shared memory; sm_90 allows at most " +
+                     std::to_string(kMaxSmemBytes));
+  } else {
+    std::lock_guard<std::mutex> lock(OptInMutex());
+    OptIns()[kernel] = bytes;
+  }
+  ReportOrAbort(errors, local);
+}
+
+// `body` calls the kernel with its arguments; `kernel` identifies it for the opt-in.
+template <typename F>
+void LaunchFromHost(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, F&& body) {
+  std::vector<std::string> local;
+  std::vector<std::string>& errors = launch_options.errors ? *launch_options.errors : local;
+  size_t allowed = kDefaultSmemBytes;
+  {
+    std::lock_guard<std::mutex> lock(OptInMutex());
+    if (auto it = OptIns().find(kernel); it != OptIns().end()) allowed = std::max(allowed, it->second);
+  }
+  const std::string geometry = "grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) +
+                               "," + std::to_string(grid.z) + ") block " +
+                               std::to_string(block.x) + "x" + std::to_string(block.y) + "x" +
+                               std::to_string(block.z);
+  if (smem_bytes > allowed) {
+    errors.push_back("launch with " + std::to_string(smem_bytes) +
+                     " bytes of dynamic shared memory; the kernel is allowed " +
+                     std::to_string(allowed) + " (" + geometry + ")");
+  } else if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 || grid.x == 0 ||
+             grid.y == 0 || grid.y > 65535 || grid.z != 1) {
+    // The emulation runs 1-D blocks of a 2-D grid, all the launchers make; zero sizes
+    // and a grid.y over 65535 are launch errors on the GPU.
+    errors.push_back("bad launch geometry: " + geometry);
+  } else {
+    Launch(Dim3{grid.x, grid.y, 1}, Dim3{block.x, 1, 1}, smem_bytes, launch_options.timing, errors,
+           body);
+  }
+  ReportOrAbort(errors, local);
 }
 
 }  // namespace emu
@@ -450,3 +561,13 @@ inline void AtomicAdd2(float* dst, float a, float b) {
 }
 
 }  // namespace colossus::kernels::cuda::attn
+
+// The launchers' host operations (attention_internal.cuh) over the emulation: the
+// launch runs on host threads now, the stream is ignored (everything is synchronous).
+#define COLOSSUS_ATTN_LAUNCH(kernel, grid, block, smem_bytes, stream, ...)                     \
+  ::colossus::kernels::cuda::attn::emu::LaunchFromHost(reinterpret_cast<const void*>(kernel),  \
+                                                       dim3(grid), dim3(block), (smem_bytes), \
+                                                       [&] { kernel(__VA_ARGS__); })
+#define COLOSSUS_ATTN_ALLOW_SMEM(kernel, smem_bytes) \
+  ::colossus::kernels::cuda::attn::emu::AllowSmem(reinterpret_cast<const void*>(kernel), (smem_bytes))
+#define COLOSSUS_ATTN_ZERO_ASYNC(ptr, bytes, stream) std::memset((ptr), 0, (bytes))

@@ -11,15 +11,15 @@ void LaunchFlashForward(bf16* out, float* lse, const bf16* qkv, int B, int T, in
   using Cfg = FwdTile<D>;
   const auto kernel = FlashForwardKernel<D>;
   // Above 48 KB a block's dynamic shared memory must be opted into, per kernel.
-  COLOSSUS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(Cfg::kSmemBytes)));
+  COLOSSUS_ATTN_ALLOW_SMEM(kernel, Cfg::kSmemBytes);
   const int n_q = (T + Cfg::kBr - 1) / Cfg::kBr;
   CHECK(static_cast<int64_t>(B) * NH <= 0x7fffffff && n_q <= 65535)
       << "AttentionForward: grid too large: B*NH = " << static_cast<int64_t>(B) * NH
       << ", query tiles = " << n_q;
   const dim3 grid(B * NH, n_q);
   const float scale_log2 = SoftmaxScale(D) * kLog2e;
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, s>>>(out, lse, qkv, T, NH, scale_log2);
+  COLOSSUS_ATTN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, s, out, lse, qkv, T, NH,
+                       scale_log2);
   COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 

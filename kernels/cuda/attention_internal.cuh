@@ -17,6 +17,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+
+#include "colossus/kernels/dtype.h"
 
 namespace colossus::kernels::cuda::attn {
 
@@ -28,6 +31,17 @@ constexpr float kLn2 = 0.6931471805599453f;
 // The softmax scale 1/sqrt(hs), the same float expression as the CPU reference's.
 inline float SoftmaxScale(int hs) { return 1.0f / std::sqrt(static_cast<float>(hs)); }
 
+// Whether attention.cu takes the flash kernels for these views: bf16, hs 64 or 128, and
+// every base pointer 16-byte aligned (they read 16-byte chunks with cp.async; rows are
+// 16-byte multiples at those head sizes, so only the bases matter). Else the reference.
+inline bool UsesFlash(DType dtype, int hs, std::initializer_list<const void*> ptrs) {
+  if (dtype != DType::kBF16 || (hs != 64 && hs != 128)) return false;
+  for (const void* p : ptrs) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
+
 #if defined(COLOSSUS_ATTN_EMULATE)
 }  // namespace colossus::kernels::cuda::attn
 // Tests only: the same primitives over host threads (see attention_emulation.h).
@@ -37,6 +51,18 @@ namespace colossus::kernels::cuda::attn {
 
 // The kernels' dynamic shared memory, 16-byte aligned for cp.async and ldmatrix.
 #define COLOSSUS_ATTN_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+
+// What the launchers (attention_*.cu) do on the host, as macros so that the emulation
+// runs the launchers themselves, not a copy of them: a launch with dynamic shared memory,
+// the opt-in a kernel needs for more than 48 KB of it, and an asynchronous zero fill.
+// `kernel` must be one token (a template-id's commas would split the arguments).
+#define COLOSSUS_ATTN_LAUNCH(kernel, grid, block, smem_bytes, stream, ...) \
+  kernel<<<(grid), (block), (smem_bytes), (stream)>>>(__VA_ARGS__)
+#define COLOSSUS_ATTN_ALLOW_SMEM(kernel, smem_bytes)                                   \
+  COLOSSUS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                           static_cast<int>(smem_bytes)))
+#define COLOSSUS_ATTN_ZERO_ASYNC(ptr, bytes, stream) \
+  COLOSSUS_CUDA_CHECK(cudaMemsetAsync((ptr), 0, (bytes), (stream)))
 
 // ---- PTX wrappers -------------------------------------------------------------------
 // The "memory" clobbers keep the compiler from moving shared-memory reads and cp.async

@@ -20,9 +20,8 @@ int64_t Blocks(int B, int T, int NH) {
 template <typename E>
 void LaunchReferenceForward(E* out, float* lse, const E* qkv, int B, int T, int NH, int hs,
                             cudaStream_t s) {
-  ReferenceForwardKernel<E>
-      <<<static_cast<unsigned>(Blocks(B, T, NH)), 32 * kRefWarpsPerBlock, 0, s>>>(
-          out, lse, qkv, B, T, NH, hs, SoftmaxScale(hs));
+  COLOSSUS_ATTN_LAUNCH(ReferenceForwardKernel<E>, static_cast<unsigned>(Blocks(B, T, NH)),
+                       32 * kRefWarpsPerBlock, 0, s, out, lse, qkv, B, T, NH, hs, SoftmaxScale(hs));
   COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 
@@ -30,11 +29,11 @@ template <typename E>
 void LaunchReferenceBackward(E* dqkv, const E* dout, const E* qkv, const E* out, const float* lse,
                              float* delta, int B, int T, int NH, int hs, cudaStream_t s) {
   const unsigned blocks = static_cast<unsigned>(Blocks(B, T, NH));
-  ReferenceBackwardQueryKernel<E><<<blocks, 32 * kRefWarpsPerBlock, 0, s>>>(
-      dqkv, delta, dout, qkv, out, lse, B, T, NH, hs, SoftmaxScale(hs));
+  COLOSSUS_ATTN_LAUNCH(ReferenceBackwardQueryKernel<E>, blocks, 32 * kRefWarpsPerBlock, 0, s, dqkv,
+                       delta, dout, qkv, out, lse, B, T, NH, hs, SoftmaxScale(hs));
   COLOSSUS_CUDA_CHECK_LAUNCH();
-  ReferenceBackwardKeyKernel<E><<<blocks, 32 * kRefWarpsPerBlock, 0, s>>>(
-      dqkv, delta, dout, qkv, lse, B, T, NH, hs, SoftmaxScale(hs));
+  COLOSSUS_ATTN_LAUNCH(ReferenceBackwardKeyKernel<E>, blocks, 32 * kRefWarpsPerBlock, 0, s, dqkv,
+                       delta, dout, qkv, lse, B, T, NH, hs, SoftmaxScale(hs));
   COLOSSUS_CUDA_CHECK_LAUNCH();
 }
 

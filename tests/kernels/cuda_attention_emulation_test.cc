@@ -23,11 +23,11 @@
 #include "colossus/kernels/backend.h"
 #include "colossus/kernels/dtype.h"
 
+#include "cuda/attention.h"
+
 // Last: the emulation defines threadIdx, __syncthreads & co. as macros.
 #define COLOSSUS_ATTN_EMULATE 1
-#include "cuda/attention_backward_kernels.cuh"
-#include "cuda/attention_forward_kernel.cuh"
-#include "cuda/attention_reference_kernels.cuh"
+#include "cuda/attention_internal.cuh"
 
 namespace colossus::kernels::cuda::attn {
 namespace {
@@ -105,41 +105,23 @@ std::string Show(const std::vector<std::string>& errors) {
   return s;
 }
 
-template <int D>
-void EmulateFlashForward(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH,
-                         CopyTiming timing, std::vector<std::string>& errors) {
-  using Cfg = FwdTile<D>;
-  const Dim3 grid{static_cast<unsigned>(B * NH),
-                  static_cast<unsigned>((T + Cfg::kBr - 1) / Cfg::kBr), 1};
-  const float scale_log2 = SoftmaxScale(D) * kLog2e;
-  emu::Launch(grid, Dim3{Cfg::kThreads, 1, 1}, Cfg::kSmemBytes, timing, errors,
-              [&] { FlashForwardKernel<D>(out, lse, qkv, T, NH, scale_log2); });
+// The entry points of cuda/attention.h, compiled for the host with their launchers and
+// kernels (cuda_emulated_attention.cc), with copies landing as `timing` says and the
+// emulation's findings collected in `errors`.
+void EmulatedForward(View out, float* lse, View qkv, int B, int T, int NH, int hs,
+                     CopyTiming timing, std::vector<std::string>& errors) {
+  emu::LaunchScope scope(timing, &errors);
+  cuda::AttentionForward(out, lse, qkv, B, T, NH * hs, NH, /*stream=*/nullptr);
 }
-
-// The same sequence as LaunchFlashBackward (attention_backward.cu).
-template <int D>
-void EmulateFlashBackward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
-                          const float* lse, int B, int T, int NH, CopyTiming timing,
-                          std::vector<std::string>& errors) {
-  using Cfg = BwdTile<D>;
-  const int C = NH * D;
-  const int64_t rows = static_cast<int64_t>(B) * T;
-  const float scale = SoftmaxScale(D);
-  std::vector<float> dq_accum(rows * C, 0.f);
-  std::vector<float> delta(static_cast<size_t>(B) * NH * T,
-                           std::numeric_limits<float>::quiet_NaN());
-  const int64_t delta_rows = rows * NH;
-  emu::Launch(Dim3{static_cast<unsigned>((delta_rows + 7) / 8), 1, 1}, Dim3{256, 1, 1}, 0, timing,
-              errors, [&] { DeltaKernel(delta.data(), dout, out, delta_rows, T, NH, D); });
-  const Dim3 grid{static_cast<unsigned>(B * NH),
-                  static_cast<unsigned>((T + Cfg::kBc - 1) / Cfg::kBc), 1};
-  emu::Launch(grid, Dim3{Cfg::kThreads, 1, 1}, Cfg::kSmemBytes, timing, errors, [&] {
-    FlashBackwardKernel<D>(dqkv, dq_accum.data(), dout, qkv, lse, delta.data(), T, NH,
-                           scale * kLog2e, scale);
-  });
-  const int64_t pairs = rows * C / 2;
-  emu::Launch(Dim3{static_cast<unsigned>((pairs + 255) / 256), 1, 1}, Dim3{256, 1, 1}, 0, timing,
-              errors, [&] { DqConvertKernel(dqkv, dq_accum.data(), rows, C, scale); });
+void EmulatedBackward(View dqkv, View dout, View qkv, View out, const float* lse, int B, int T,
+                      int NH, int hs, CopyTiming timing, std::vector<std::string>& errors) {
+  const int C = NH * hs;
+  // Scratch as the backend's: contents on entry do not matter, so NaN.
+  std::vector<float> scratch(cuda::AttentionBackwardScratchBytes(B, T, C, NH) / sizeof(float),
+                             std::numeric_limits<float>::quiet_NaN());
+  emu::LaunchScope scope(timing, &errors);
+  cuda::AttentionBackward(dqkv, dout, qkv, out, lse, scratch.data(), B, T, C, NH,
+                          /*stream=*/nullptr);
 }
 
 struct FlashParam {
@@ -160,23 +142,23 @@ TEST_P(EmulatedFlash, MatchesCpuReference) {
   std::vector<bf16> dqkv = ToBf16(std::vector<float>(c.dqkv.size(), nan));
   std::vector<std::string> errors;
 
-  if (p.hs == 64) {
-    EmulateFlashForward<64>(out.data(), lse.data(), qkv.data(), p.B, p.T, p.NH, p.timing, errors);
-  } else {
-    EmulateFlashForward<128>(out.data(), lse.data(), qkv.data(), p.B, p.T, p.NH, p.timing, errors);
-  }
+  // Views as the backend passes them; the flash kernels must be the ones that run.
+  const int64_t btc = static_cast<int64_t>(c.out.size());
+  auto bf16_view = [](std::vector<bf16>& v) { return View(v.data(), DType::kBF16, static_cast<int64_t>(v.size())); };
+  std::vector<bf16> qkv_in = qkv, dout_in = dout;  // the API takes mutable views
+  const View qkv_v = bf16_view(qkv_in), dout_v = bf16_view(dout_in), out_v = bf16_view(out),
+             dqkv_v = bf16_view(dqkv);
+  ASSERT_EQ(out_v.numel, btc);
+  ASSERT_TRUE(UsesFlash(DType::kBF16, p.hs, {out_v.data, qkv_v.data, dout_v.data, dqkv_v.data}));
+
+  EmulatedForward(out_v, lse.data(), qkv_v, p.B, p.T, p.NH, p.hs, p.timing, errors);
   ASSERT_TRUE(errors.empty()) << "forward:" << Show(errors);
   EXPECT_LT(RelErr(ToF32(out), c.out), 2e-2) << "out";
   EXPECT_LT(RelErr(lse, c.lse), 2e-2) << "lse";
 
   // Backward from the kernel's own (bf16) out and lse, as training runs it.
-  if (p.hs == 64) {
-    EmulateFlashBackward<64>(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), p.B, p.T,
-                             p.NH, p.timing, errors);
-  } else {
-    EmulateFlashBackward<128>(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), p.B,
-                              p.T, p.NH, p.timing, errors);
-  }
+  EmulatedBackward(dqkv_v, dout_v, qkv_v, out_v, lse.data(), p.B, p.T, p.NH, p.hs, p.timing,
+                   errors);
   ASSERT_TRUE(errors.empty()) << "backward:" << Show(errors);
   const std::vector<float> got = ToF32(dqkv);
   EXPECT_LT(RelErr(got, c.dqkv), 2e-2) << "dqkv";
@@ -214,31 +196,27 @@ INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlash,
                                                                     : "_copies_at_wait");
                          });
 
-// The f32 reference kernels, at the f32 tolerance, including a head size that is
-// neither 64 nor 128 and not a multiple of 32.
+// The f32 reference kernels through the same entry points, at the f32 tolerance,
+// including a head size that is neither 64 nor 128 and not a multiple of 32.
 TEST(EmulatedReference, F32MatchesCpuReference) {
   for (const auto& [B, T, NH, hs] : {std::tuple{1, 33, 2, 64}, std::tuple{2, 20, 1, 40}}) {
     const Case c(B, T, NH, hs, 99 + T);
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> out(c.out.size(), nan), lse(c.lse.size(), nan), dqkv(c.dqkv.size(), nan);
-    std::vector<float> delta(c.lse.size(), nan);
+    std::vector<float> qkv = c.qkv, dout = c.dout;  // the API takes mutable views
     std::vector<std::string> errors;
-    const int64_t rows = static_cast<int64_t>(B) * NH * T;
-    const Dim3 grid{static_cast<unsigned>((rows + kRefWarpsPerBlock - 1) / kRefWarpsPerBlock), 1,
-                    1};
-    const Dim3 block{32 * kRefWarpsPerBlock, 1, 1};
-    const float scale = SoftmaxScale(hs);
-    emu::Launch(grid, block, 0, CopyTiming::kAtIssue, errors, [&] {
-      ReferenceForwardKernel<float>(out.data(), lse.data(), c.qkv.data(), B, T, NH, hs, scale);
-    });
-    emu::Launch(grid, block, 0, CopyTiming::kAtIssue, errors, [&] {
-      ReferenceBackwardQueryKernel<float>(dqkv.data(), delta.data(), c.dout.data(), c.qkv.data(),
-                                          c.out.data(), c.lse.data(), B, T, NH, hs, scale);
-    });
-    emu::Launch(grid, block, 0, CopyTiming::kAtIssue, errors, [&] {
-      ReferenceBackwardKeyKernel<float>(dqkv.data(), delta.data(), c.dout.data(), c.qkv.data(),
-                                        c.lse.data(), B, T, NH, hs, scale);
-    });
+    // f32 views never take the flash kernels: this is the reference path.
+    ASSERT_FALSE(UsesFlash(DType::kF32, hs, {out.data(), qkv.data()}));
+    EmulatedForward(View(out.data(), static_cast<int64_t>(out.size())), lse.data(),
+                    View(qkv.data(), static_cast<int64_t>(qkv.size())), B, T, NH, hs,
+                    CopyTiming::kAtIssue, errors);
+    // Backward from the CPU's out and lse, so that only the backward is judged.
+    std::vector<float> ref_out = c.out, ref_lse = c.lse;
+    EmulatedBackward(View(dqkv.data(), static_cast<int64_t>(dqkv.size())),
+                     View(dout.data(), static_cast<int64_t>(dout.size())),
+                     View(qkv.data(), static_cast<int64_t>(qkv.size())),
+                     View(ref_out.data(), static_cast<int64_t>(ref_out.size())), ref_lse.data(), B,
+                     T, NH, hs, CopyTiming::kAtIssue, errors);
     ASSERT_TRUE(errors.empty()) << Show(errors);
     EXPECT_LT(RelErr(out, c.out), 1e-5) << "out, hs " << hs;
     EXPECT_LT(RelErr(lse, c.lse), 1e-5) << "lse, hs " << hs;
@@ -261,6 +239,42 @@ TEST(EmulatedReference, RaceDetectorReportsAMissingBarrier) {
   emu::Launch(Dim3{1, 1, 1}, Dim3{64, 1, 1}, 256, CopyTiming::kAtIssue, errors,
               [&] { RacyKernel(sink.data()); });
   EXPECT_FALSE(errors.empty());
+}
+
+// The launch checks: more than 48 KB of dynamic shared memory needs the kernel's opt-in
+// (the flash kernels' launchers make it; forgetting it fails every launch on a GPU), and
+// no opt-in goes past sm_90's 227 KB.
+// Opt-ins are per kernel and last for the process: each use below has its own kernel.
+template <int kUse>
+void SmemKernel(float* sink) {
+  COLOSSUS_ATTN_DYNAMIC_SMEM(smem);
+  float* s = reinterpret_cast<float*>(smem);
+  StoreShared32(s + threadIdx.x, 0u);
+  if (threadIdx.x == 0) sink[0] = LoadSharedF32(s);
+}
+
+TEST(EmulatedReference, LaunchesNeedTheSharedMemoryOptIn) {
+  std::vector<float> sink(1, 1.0f);
+  const size_t big = 64 * 1024;
+  std::vector<std::string> errors;
+  {
+    emu::LaunchScope scope(CopyTiming::kAtIssue, &errors);
+    COLOSSUS_ATTN_LAUNCH(SmemKernel<0>, 1, 32, big, nullptr, sink.data());
+  }
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  EXPECT_NE(errors[0].find("allowed 49152"), std::string::npos) << errors[0];
+  EXPECT_EQ(sink[0], 1.0f) << "a refused launch must not run";
+
+  errors.clear();
+  {
+    emu::LaunchScope scope(CopyTiming::kAtIssue, &errors);
+    COLOSSUS_ATTN_ALLOW_SMEM(SmemKernel<1>, 228 * 1024);  // over the hardware's limit
+    COLOSSUS_ATTN_ALLOW_SMEM(SmemKernel<1>, big);
+    COLOSSUS_ATTN_LAUNCH(SmemKernel<1>, 1, 32, big, nullptr, sink.data());
+  }
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  EXPECT_NE(errors[0].find("at most 232448"), std::string::npos) << errors[0];
+  EXPECT_EQ(sink[0], 0.0f) << "the opted-in launch ran";
 }
 
 }  // namespace

@@ -9,8 +9,9 @@
 //   * the GEMMs are NOT cuBLASLt: a plain loop with cuBLASLt's contract (inputs of the
 //     activation dtype, fp32 accumulation, the output rounded once; dweight f32 += ),
 //     so that MatmulBackward's bias kernel and MatmulGeluForward's GELU run in context;
-//   * attention is not emulated here (tests/kernels/cuda_attention_emulation_test.cc has
-//     its own emulation); the backend aborts if asked;
+//   * attention is cuda/attention.h's entry points compiled for the host in
+//     cuda_emulated_attention.cc (their own emulation, which checks shared-memory races
+//     and aborts with the list if it finds a problem);
 //   * the View checks are CudaBackend's (cuda_backend.cc), not repeated here.
 // "Device" memory is host memory, 256-byte aligned as cudaMalloc's.
 #include <cstdlib>
@@ -20,6 +21,8 @@
 
 #include "colossus/check.h"
 #include "colossus/kernels/backend.h"
+#include "cuda/attention.h"
+#include "kernels/cuda_emulated_backend.h"
 
 #ifndef COLOSSUS_CUDA_EMULATE
 #error "compile with COLOSSUS_CUDA_EMULATE (the kernels below must be built for the host)"
@@ -160,11 +163,13 @@ class EmulatedCudaBackend final : public Backend {
     if (!dbias.empty()) cuda::BiasGradient(ctx_, inp.dtype, dbias.as<float>(), dout.data, N, OC);
   }
 
-  void AttentionForward(View, float*, View, int, int, int, int) override {
-    CHECK(false) << "attention is not emulated here (see cuda_attention_emulation_test.cc)";
+  void AttentionForward(View out, float* lse, View qkv, int B, int T, int C, int NH) override {
+    cuda::AttentionForward(out, lse, qkv, B, T, C, NH, ctx_.stream);
   }
-  void AttentionBackward(View, View, View, View, const float*, int, int, int, int) override {
-    CHECK(false) << "attention is not emulated here (see cuda_attention_emulation_test.cc)";
+  void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* lse, int B, int T,
+                         int C, int NH) override {
+    void* scratch = scratch_.Get(cuda::AttentionBackwardScratchBytes(B, T, C, NH), ctx_.stream);
+    cuda::AttentionBackward(dqkv, dout, qkv, out, lse, scratch, B, T, C, NH, ctx_.stream);
   }
 
   void GeluForward(View out, View inp, int64_t n) override {

@@ -22,12 +22,11 @@
 
 #include "colossus/kernels/backend.h"
 #include "colossus/kernels/cuda_backend.h"
+#include "kernels/cuda_emulated_backend.h"
 #include "kernels/gradcheck.h"
 
 namespace colossus::kernels {
 #if defined(COLOSSUS_TEST_EMULATED_CUDA)
-// cuda_emulated_backend.cc: the CUDA kernels on host threads, "device" memory on the host.
-std::unique_ptr<Backend> MakeEmulatedCudaBackend();
 inline constexpr bool kEmulatedCuda = true;
 #else
 inline constexpr bool kEmulatedCuda = false;
