@@ -5,7 +5,8 @@
 // never by the library.
 //
 // What it models, from the PTX ISA's definitions rather than from the kernels' use:
-//   * one std::thread per CUDA thread, the blocks of a grid one after another;
+//   * the blocks of a grid one after another, a block's CUDA threads as fibers on the
+//     calling host thread (emulate_fibers.h), switching at barriers and collectives;
 //   * __syncthreads as a barrier of the block, warp collectives (mma.sync m16n8k16 bf16,
 //     ldmatrix x4 plain and .trans, shfl.xor) as an exchange among the warp's 32 lanes,
 //     with every lane required to arrive at the same collective;
@@ -29,9 +30,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "cuda/emulate_fibers.h"
+
 #include <algorithm>
 #include <array>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -42,7 +44,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #define __launch_bounds__(...)
@@ -86,8 +87,8 @@ struct Block {
   std::vector<Shadow> shadow;
   std::mutex mu;  // guards smem, shadow, errors, and global atomics
   std::vector<std::string>* errors = nullptr;
-  std::unique_ptr<std::barrier<>> block_barrier;
-  std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+  std::unique_ptr<fiber::Barrier> block_barrier;
+  std::vector<fiber::Barrier> warp_barriers;
   struct Slot {
     Op op = Op::kNone;
     std::array<uint32_t, 10> v{};
@@ -115,8 +116,9 @@ struct Thread {
   std::deque<std::vector<Copy>> groups;
 };
 
-inline thread_local Thread* self_ = nullptr;
-inline Thread& Self() { return *self_; }
+// The running launch's threads, by fiber: the current CUDA thread is the running fiber's.
+inline thread_local std::vector<Thread*>* launch_threads = nullptr;
+inline Thread& Self() { return *(*launch_threads)[static_cast<size_t>(fiber::CurrentIndex())]; }
 inline unsigned char* Smem() { return Self().block->smem.data(); }
 
 inline std::string Where(const Thread& t) {
@@ -210,7 +212,7 @@ inline void FinishCopy(Thread& t, const Copy& c) {  // the copy is complete for 
 // ---- the CUDA features --------------------------------------------------------------
 inline void SyncThreads() {
   Thread& t = Self();
-  t.block->block_barrier->arrive_and_wait();
+  t.block->block_barrier->ArriveAndWait();
   ++t.epoch;
 }
 
@@ -223,7 +225,7 @@ auto Collective(Op op, const std::array<uint32_t, 10>& mine, F&& compute) {
   const int warp = t.tid / 32;
   b.slots[t.tid].op = op;
   b.slots[t.tid].v = mine;
-  b.warp_barriers[warp]->arrive_and_wait();
+  b.warp_barriers[warp].ArriveAndWait();
   const Block::Slot* lanes = &b.slots[warp * 32];
   for (int l = 0; l < 32; ++l) {
     if (lanes[l].op != op) {
@@ -233,7 +235,7 @@ auto Collective(Op op, const std::array<uint32_t, 10>& mine, F&& compute) {
     }
   }
   auto result = compute(lanes, t.tid % 32);
-  b.warp_barriers[warp]->arrive_and_wait();
+  b.warp_barriers[warp].ArriveAndWait();
   return result;
 }
 
@@ -387,8 +389,7 @@ inline void AtomicAddF32(float* p, float v) {
 // Runs `kernel()` (a call of the kernel function with its arguments) for every block of
 // `grid`, each with block.x threads (1-D blocks only) and `smem_bytes` of dynamic shared
 // memory. Problems found are appended to `errors`. The blocks run one after another on
-// the same host threads (creating threads per block would cost more than the kernels);
-// each block starts from fresh shared memory, shadow state and barriers.
+// the same fibers; each starts from fresh shared memory, shadow state and barriers.
 template <typename F>
 void Launch(Dim3 grid, Dim3 block, size_t smem_bytes, CopyTiming timing,
             std::vector<std::string>& errors, F&& kernel) {
@@ -404,41 +405,40 @@ void Launch(Dim3 grid, Dim3 block, size_t smem_bytes, CopyTiming timing,
     b.block_idx = Dim3{index % grid.x, index / grid.x, 0};
     b.smem.assign(smem_bytes, 0xff);
     b.shadow.assign((smem_bytes + 3) / 4, Shadow{});
-    b.block_barrier = std::make_unique<std::barrier<>>(threads);
+    b.block_barrier = std::make_unique<fiber::Barrier>(threads);
     b.warp_barriers.clear();
     for (int w = 0; w < (threads + 31) / 32; ++w) {
-      b.warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32, threads - 32 * w)));
+      b.warp_barriers.emplace_back(std::min(32, threads - 32 * w));
     }
     b.slots.assign(threads, Block::Slot{});
   };
   reset(0);
-  std::barrier<> between_blocks(threads);
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (int i = 0; i < threads; ++i) {
-    pool.emplace_back([&, i] {
-      for (unsigned index = 0; index < blocks; ++index) {
-        Thread t;
-        t.block = &b;
-        t.thread_idx = Dim3{static_cast<unsigned>(i), 0, 0};
-        t.tid = i;
-        self_ = &t;
-        kernel();
-        if (!t.groups.empty() || !t.open_group.empty()) {
-          std::lock_guard<std::mutex> lock(b.mu);
-          b.Error(Where(t) + ": exits with cp.async copies never waited for");
-        }
-        self_ = nullptr;
-        // A thread that returned takes no part in the block's later barriers, as on the GPU.
-        b.block_barrier->arrive_and_drop();
-        b.warp_barriers[i / 32]->arrive_and_drop();
-        between_blocks.arrive_and_wait();  // every thread is done with this block
-        if (i == 0 && index + 1 < blocks) reset(index + 1);
-        between_blocks.arrive_and_wait();  // the next block's state is ready
+  fiber::Barrier between_blocks(threads);
+  std::vector<Thread*> running(static_cast<size_t>(threads), nullptr);
+  std::vector<Thread*>* const outer = launch_threads;
+  launch_threads = &running;
+  fiber::RunAll(threads, [&](int i) {
+    for (unsigned index = 0; index < blocks; ++index) {
+      Thread t;
+      t.block = &b;
+      t.thread_idx = Dim3{static_cast<unsigned>(i), 0, 0};
+      t.tid = i;
+      running[static_cast<size_t>(i)] = &t;
+      kernel();
+      if (!t.groups.empty() || !t.open_group.empty()) {
+        std::lock_guard<std::mutex> lock(b.mu);
+        b.Error(Where(t) + ": exits with cp.async copies never waited for");
       }
-    });
-  }
-  for (auto& th : pool) th.join();
+      // A thread that returned takes no part in the block's later barriers, as on the GPU.
+      b.block_barrier->ArriveAndDrop();
+      b.warp_barriers[static_cast<size_t>(i) / 32].ArriveAndDrop();
+      between_blocks.ArriveAndWait();  // every thread is done with this block
+      running[static_cast<size_t>(i)] = nullptr;
+      if (i == 0 && index + 1 < blocks) reset(index + 1);
+      between_blocks.ArriveAndWait();  // the next block's state is ready
+    }
+  });
+  launch_threads = outer;
 }
 
 // ---- The launchers' side ------------------------------------------------------------
@@ -563,7 +563,7 @@ inline void AtomicAdd2(float* dst, float a, float b) {
 }  // namespace colossus::kernels::cuda::attn
 
 // The launchers' host operations (attention_internal.cuh) over the emulation: the
-// launch runs on host threads now, the stream is ignored (everything is synchronous).
+// launch runs on host fibers now, the stream is ignored (everything is synchronous).
 #define COLOSSUS_ATTN_LAUNCH(kernel, grid, block, smem_bytes, stream, ...)                     \
   ::colossus::kernels::cuda::attn::emu::LaunchFromHost(reinterpret_cast<const void*>(kernel),  \
                                                        dim3(grid), dim3(block), (smem_bytes), \

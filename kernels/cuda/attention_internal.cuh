@@ -44,7 +44,7 @@ inline bool UsesFlash(DType dtype, int hs, std::initializer_list<const void*> pt
 
 #if defined(COLOSSUS_ATTN_EMULATE)
 }  // namespace colossus::kernels::cuda::attn
-// Tests only: the same primitives over host threads (see attention_emulation.h).
+// Tests only: the same primitives over host fibers (see attention_emulation.h).
 #include "cuda/attention_emulation.h"
 namespace colossus::kernels::cuda::attn {
 #else

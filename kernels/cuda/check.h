@@ -49,7 +49,7 @@ absl::Status CudaErrorStatus(cudaError_t error, const char* call, const char* fi
 
 // cudaGetLastError, not cudaPeekAtLastError: a launch error is not sticky, and
 // clearing it here keeps it from being reported again by the next launch.
-// Kernels run on host threads (emulate.h, attention_emulation.h): nothing to check.
+// Kernels run on host fibers (emulate.h, attention_emulation.h): nothing to check.
 #if defined(COLOSSUS_CUDA_EMULATE) || defined(COLOSSUS_ATTN_EMULATE)
 #define COLOSSUS_CUDA_CHECK_LAUNCH() ((void)0)
 #else

@@ -24,7 +24,7 @@
 
 // COLOSSUS_LAUNCH(kernel, grid, block, stream, args...): kernel<<<grid, block, 0, stream>>>
 // (args...), or, in the CPU emulation the kernel tests run without a GPU (emulate.h),
-// the same kernel on host threads. `kernel` must be one token (a function or a local
+// the same kernel on host fibers. `kernel` must be one token (a function or a local
 // function pointer): a template-id's commas would split the macro's arguments.
 #if defined(COLOSSUS_CUDA_EMULATE)
 #include "cuda/emulate.h"

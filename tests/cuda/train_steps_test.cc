@@ -44,10 +44,10 @@ namespace {
 using ::testing::HasSubstr;
 
 #if defined(COLOSSUS_TEST_EMULATED_CUDA)
-// The kernels on CPU threads take seconds per step even at a quarter of the GPU test's
-// tokens (every __syncthreads and shuffle is a handoff between host threads): that
-// shape (still a ragged attention tile), 10 steps (the loss still falls by over 0.5),
-// and 6 graph steps (the warm-up's changing lr, and clipping).
+// The emulated kernels take over a second per step even at a quarter of the GPU test's
+// tokens (every __syncthreads and shuffle is a context switch; the GEMMs are plain
+// loops): that shape (still a ragged attention tile), 10 steps (the loss still falls by
+// over 0.5), and 6 graph steps (the warm-up's changing lr, and clipping).
 constexpr int kSteps = 10;
 constexpr int kB = 2;
 constexpr int kT = 32;
@@ -69,7 +69,7 @@ GPTConfig SmallGpt() {
   return c;
 }
 
-// The CUDA backend under test: the GPU's, or the kernels on CPU threads.
+// The CUDA backend under test: the GPU's, or the kernels on the CPU.
 absl::StatusOr<std::unique_ptr<kernels::Backend>> CudaUnderTest() {
 #if defined(COLOSSUS_TEST_EMULATED_CUDA)
   return kernels::MakeEmulatedCudaBackend();

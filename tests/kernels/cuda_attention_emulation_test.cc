@@ -241,6 +241,26 @@ TEST(EmulatedReference, RaceDetectorReportsAMissingBarrier) {
   EXPECT_FALSE(errors.empty());
 }
 
+// A block whose threads wait at barriers the others never reach (thread 0 at a second
+// __syncthreads, the rest of its warp at a shuffle) hangs on a GPU; the emulation's
+// scheduler sees that no thread can move and aborts with a message instead of hanging.
+void DeadlockKernel() {
+  __syncthreads();
+  if (threadIdx.x == 0) __syncthreads();
+  (void)__shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+TEST(EmulatedReferenceDeathTest, ABlockThatCannotMoveAbortsInsteadOfHanging) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::vector<std::string> errors;
+        emu::Launch(Dim3{1, 1, 1}, Dim3{32, 1, 1}, 0, CopyTiming::kAtIssue, errors,
+                    [] { DeadlockKernel(); });
+      },
+      "emulated block deadlocked: 32 of 32 threads wait");
+}
+
 // The launch checks: more than 48 KB of dynamic shared memory needs the kernel's opt-in
 // (the flash kernels' launchers make it; forgetting it fails every launch on a GPU), and
 // no opt-in goes past sm_90's 227 KB.

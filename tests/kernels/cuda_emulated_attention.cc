@@ -1,6 +1,6 @@
 // The CUDA attention entry points (kernels/cuda/attention.h), compiled from their own
 // source for the host: attention.cu's argument checks and its choice of kernels, the
-// launchers, and the kernels, all running on CPU threads through
+// launchers, and the kernels, all running on the CPU through
 // kernels/cuda/attention_emulation.h. The emulated CUDA backend
 // (cuda_emulated_backend.cc) and the attention emulation test call them.
 //

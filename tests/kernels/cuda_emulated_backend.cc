@@ -1,5 +1,5 @@
 // The CUDA backend's kernels, compiled from their own .cu source for the host and run
-// on CPU threads through kernels/cuda/emulate.h, behind a kernels::Backend, so that
+// on the CPU through kernels/cuda/emulate.h, behind a kernels::Backend, so that
 // cuda_ops_test.cc and cuda_backend_test.cc check them against the CPU reference on
 // machines without a GPU (the binary colossus_cuda_emulation_test).
 //
@@ -76,12 +76,12 @@ class EmulatedCudaBackend final : public Backend {
  public:
   EmulatedCudaBackend() {
     ctx_.stream = nullptr;
-    ctx_.num_sms = 2;  // small grids: every block is a batch of host threads
+    ctx_.num_sms = 2;  // small grids: every block is a batch of fibers
     ctx_.scratch = &scratch_;
   }
   DeviceKind kind() const override { return DeviceKind::kCUDA; }
   DType compute_dtype() const override { return DType::kBF16; }
-  std::string Describe() const override { return "cuda (kernels emulated on CPU threads)"; }
+  std::string Describe() const override { return "cuda (kernels emulated on the CPU)"; }
 
   absl::StatusOr<void*> Allocate(size_t bytes) override {
     void* p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);

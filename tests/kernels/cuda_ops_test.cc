@@ -7,7 +7,7 @@
 // tolerance measures the arithmetic alone. Every output starts poisoned with NaN;
 // parameter gradients start random and are compared by their increments (+=).
 // Without a GPU every test here skips, naming the CUDA error; the emulation build
-// (cuda_test_util.h) runs them on CPU threads instead.
+// (cuda_test_util.h) runs them on the CPU instead.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

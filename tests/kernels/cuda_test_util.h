@@ -4,7 +4,7 @@
 //
 // The same tests build twice: colossus_cuda_test runs them on a GPU through
 // MakeCudaBackend (skipping without one), and colossus_cuda_emulation_test, compiled with
-// COLOSSUS_TEST_EMULATED_CUDA, runs the kernels' source on CPU threads
+// COLOSSUS_TEST_EMULATED_CUDA, runs the kernels' source on the CPU
 // (cuda_emulated_backend.cc), so they are exercised on every machine.
 #pragma once
 
