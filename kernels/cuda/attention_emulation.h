@@ -30,8 +30,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "cuda/emulate_fibers.h"
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -45,6 +43,8 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "cuda/emulate_fibers.h"
 
 #define __launch_bounds__(...)
 #define COLOSSUS_ATTN_DYNAMIC_SMEM(name) \

@@ -24,8 +24,6 @@
 
 #include <cuda_runtime.h>
 
-#include "cuda/emulate_fibers.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +34,8 @@
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#include "cuda/emulate_fibers.h"
 
 #undef __shared__
 #define __shared__ static
