@@ -359,12 +359,14 @@ TEST_P(CudaOpsTest, CrossEntropyWithPaddingAndIgnoredRows) {
 // ---- attention (the kernels are attention*.cu; here: the backend's wiring) ------------------
 
 TEST_P(CudaOpsTest, AttentionThroughTheBackend) {
-  if (kEmulatedCuda) GTEST_SKIP() << "attention has its own emulation test";
   struct Shape {
     int B, T, C, NH;
   };
   // hs = 64 (bf16 takes the flash kernels), hs = 32 (the reference kernels), T ragged.
   for (const Shape s : {Shape{2, 64, 128, 2}, Shape{1, 100, 128, 2}, Shape{2, 37, 96, 3}}) {
+    // Emulated, the f32 reference kernels take seconds at T = 100 (a warp reduction per
+    // key); colossus_attention_emulation_test covers longer T there.
+    if (kEmulatedCuda && s.T > 64) continue;
     SCOPED_TRACE(absl::StrCat("B=", s.B, " T=", s.T, " C=", s.C, " NH=", s.NH));
     const int64_t BTC = int64_t{s.B} * s.T * s.C;
     const int64_t BNT = int64_t{s.B} * s.NH * s.T;
