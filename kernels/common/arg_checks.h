@@ -3,6 +3,7 @@
 // Internal to kernels/: backends include it as "common/arg_checks.h".
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "colossus/check.h"
@@ -48,6 +49,12 @@ inline void CheckAttentionShape(const char* op, int B, int T, int C, int NH) {
   CheckNonNegative(op, "C", C);
   CHECK(NH > 0 && C % NH == 0) << op << ": need NH > 0 dividing C, got C = " << C
                                << ", NH = " << NH;
+}
+
+// Whether the byte ranges [a, a + bytes) and [b, b + bytes) share a byte.
+inline bool Overlap(const void* a, const void* b, size_t bytes) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return bytes > 0 && x < y + bytes && y < x + bytes;
 }
 
 }  // namespace colossus::kernels::internal

@@ -26,11 +26,15 @@
 // (args...), or, in the CPU emulation the kernel tests run without a GPU (emulate.h),
 // the same kernel on host fibers. `kernel` must be one token (a function or a local
 // function pointer): a template-id's commas would split the macro's arguments.
+// COLOSSUS_COPY_ASYNC(dst, src, bytes, stream): a device-to-device copy on the stream
+// (a memmove of host memory in the emulation).
 #if defined(COLOSSUS_CUDA_EMULATE)
 #include "cuda/emulate.h"
 #else
 #define COLOSSUS_LAUNCH(kernel, grid, block, stream, ...) \
   kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define COLOSSUS_COPY_ASYNC(dst, src, bytes, stream) \
+  COLOSSUS_CUDA_CHECK(cudaMemcpyAsync((dst), (src), (bytes), cudaMemcpyDeviceToDevice, (stream)))
 #endif
 
 namespace colossus::kernels::cuda {

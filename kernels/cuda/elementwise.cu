@@ -129,8 +129,7 @@ void Cast(const LaunchContext& ctx, View out, View in, int64_t n) {
   if (n == 0) return;
   if (out.dtype == in.dtype) {
     if (out.data != in.data) {
-      COLOSSUS_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, n * DTypeSize(in.dtype),
-                                          cudaMemcpyDeviceToDevice, ctx.stream));
+      COLOSSUS_COPY_ASYNC(out.data, in.data, n * DTypeSize(in.dtype), ctx.stream);
     }
     return;
   }

@@ -328,8 +328,8 @@ TEST_F(CudaBackendTest, SumSquaresAccumulatesInDouble) {
   EXPECT_EQ(g_out->Download()[0], 2.5f);
 }
 
-#if !defined(COLOSSUS_TEST_EMULATED_CUDA)  // the View checks are CudaBackend's
 // ---- misuse aborts, naming the op and the argument ----------------------------------------------
+// The View checks are CudaOpsBackend's, the same code in the emulated build.
 
 class CudaBackendDeathTest : public CudaTest {
  protected:
@@ -350,7 +350,6 @@ TEST_F(CudaBackendDeathTest, RejectsWrongDtypes) {
   EXPECT_DEATH(gpu_->Cast(out.view(), View(host.data(), 4), 4), "Cast: in has dtype f64");
   EXPECT_DEATH(gpu_->GeluForward(out.view(), x.view(), 65), "GeluForward: out has 64 elements");
 }
-#endif  // !COLOSSUS_TEST_EMULATED_CUDA
 
 }  // namespace
 }  // namespace colossus::kernels::testing

@@ -1,19 +1,21 @@
-// The CUDA backend's kernels, compiled from their own .cu source for the host and run
-// on the CPU through kernels/cuda/emulate.h, behind a kernels::Backend, so that
-// cuda_ops_test.cc and cuda_backend_test.cc check them against the CPU reference on
-// machines without a GPU (the binary colossus_cuda_emulation_test).
+// The CUDA backend on the CPU, behind a kernels::Backend, so that cuda_ops_test.cc,
+// cuda_backend_test.cc and cuda/train_steps_test.cc check it against the CPU reference on
+// machines without a GPU (colossus_cuda_emulation_test, colossus_cuda_emulated_train_test).
 //
-// What is emulated here and what is not:
+// What is the real backend's code here and what is not:
+//   * every op's View checks and kernel calls: CudaOpsBackend (cuda_ops_backend.cc),
+//     the very wiring the GPU backend runs;
 //   * every kernel of embedding, layernorm, matmul_bias, gelu, elementwise,
-//     cross_entropy, adamw and sum_squares .cu: their exact source, launch code included;
-//   * the GEMMs are NOT cuBLASLt: a plain loop with cuBLASLt's contract (inputs of the
-//     activation dtype, fp32 accumulation, the output rounded once; dweight f32 += ),
-//     so that MatmulBackward's bias kernel and MatmulGeluForward's GELU run in context;
-//   * attention is cuda/attention.h's entry points compiled for the host in
+//     cross_entropy, adamw and sum_squares .cu: their exact source, launch code included,
+//     on host fibers through kernels/cuda/emulate.h;
+//   * attention: cuda/attention.h's entry points compiled for the host in
 //     cuda_emulated_attention.cc (their own emulation, which checks shared-memory races
 //     and aborts with the list if it finds a problem);
-//   * the View checks are CudaBackend's (cuda_backend.cc), not repeated here.
-// "Device" memory is host memory, 256-byte aligned as cudaMalloc's.
+//   * NOT cuBLASLt: the GEMM hooks are plain loops with its contract (inputs of the
+//     activation dtype, fp32 accumulation, the output rounded once; dweight f32 +=), and
+//     offer no fused GELU, so MatmulGeluForward takes its GEMM-then-GELU path;
+//   * NOT the GPU backend's memory, stream and graph capture (cuda_backend.cc): "device"
+//     memory is host memory, 256-byte aligned as cudaMalloc's, and ops run synchronously.
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -22,6 +24,7 @@
 #include "colossus/check.h"
 #include "colossus/kernels/backend.h"
 #include "cuda/attention.h"
+#include "cuda/cuda_ops_backend.h"
 #include "kernels/cuda_emulated_backend.h"
 
 #ifndef COLOSSUS_CUDA_EMULATE
@@ -37,6 +40,8 @@
 #include "cuda/layernorm.cu"
 #include "cuda/matmul_bias.cu"
 #include "cuda/sum_squares.cu"
+// The ops' wiring, the GPU backend's own (see the file comment).
+#include "cuda/cuda_ops_backend.cc"
 
 namespace colossus::kernels {
 
@@ -72,15 +77,10 @@ void Store(const View& v, int64_t i, float x) {
   }
 }
 
-class EmulatedCudaBackend final : public Backend {
+class EmulatedCudaBackend final : public cuda::CudaOpsBackend {
  public:
-  EmulatedCudaBackend() {
-    ctx_.stream = nullptr;
-    ctx_.num_sms = 2;  // small grids: every block is a batch of fibers
-    ctx_.scratch = &scratch_;
-  }
-  DeviceKind kind() const override { return DeviceKind::kCUDA; }
-  DType compute_dtype() const override { return DType::kBF16; }
+  // Small grids: every block is a batch of fibers.
+  EmulatedCudaBackend() { SetLaunchContext(/*stream=*/nullptr, /*num_sms=*/2); }
   std::string Describe() const override { return "cuda (kernels emulated on the CPU)"; }
 
   absl::StatusOr<void*> Allocate(size_t bytes) override {
@@ -98,114 +98,53 @@ class EmulatedCudaBackend final : public Backend {
   void Copy(void* dst, const void* src, size_t bytes) override {
     if (bytes > 0) std::memmove(dst, src, bytes);
   }
-  void Fill(View x, float value) override { cuda::Fill(ctx_, x, value); }
   void Synchronize() override {}
 
-  void EmbeddingForward(View out, const int32_t* tokens, View wte, View wpe, int B, int T,
-                        int C) override {
-    cuda::EmbeddingForward(ctx_, wte.dtype, out.data, tokens, wte.data, wpe.data,
-                           C == 0 ? 0 : wte.numel / C, B, T, C);
-  }
-  void EmbeddingBackward(View dwte, View dwpe, View dout, const int32_t* tokens, int B, int T,
-                         int C) override {
-    cuda::EmbeddingBackward(ctx_, dout.dtype, dwte.as<float>(), dwpe.as<float>(), dout.data,
-                            tokens, C == 0 ? 0 : dwte.numel / C, B, T, C);
-  }
-  void LayerNormForward(View out, float* mean, float* rstd, View inp, View weight, View bias,
-                        int64_t N, int C) override {
-    cuda::LayerNormForward(ctx_, inp.dtype, out.data, mean, rstd, nullptr, inp.data, nullptr,
-                           weight.data, bias.data, N, C);
-  }
-  void LayerNormBackward(View dinp, View dweight, View dbias, View dout, View inp, View weight,
-                         const float* mean, const float* rstd, int64_t N, int C) override {
-    cuda::LayerNormBackward(ctx_, inp.dtype, dinp.data, dweight.as<float>(), dbias.as<float>(),
-                            dout.data, inp.data, weight.data, mean, rstd, N, C);
-  }
-  void ResidualLayerNormForward(View residual, View out, float* mean, float* rstd, View a,
-                                View b, View weight, View bias, int64_t N, int C) override {
-    cuda::LayerNormForward(ctx_, a.dtype, out.data, mean, rstd, residual.data, a.data, b.data,
-                           weight.data, bias.data, N, C);
-  }
+ protected:
+  void Enter() const override {}
 
   // cuBLASLt's contract, as plain loops (see the file comment).
-  void MatmulForward(View out, View inp, View weight, View bias, int64_t N, int C,
-                     int OC) override {
+  bool GemmForward(DType act, void* out, const void* inp, const void* weight, const void* bias,
+                   void* pre_gelu, int64_t N, int C, int OC) override {
+    if (pre_gelu != nullptr) return false;  // no fused GELU here
+    const View x(const_cast<void*>(inp), act, N * C);
+    const View w(const_cast<void*>(weight), act, int64_t{OC} * C);
+    const View b(const_cast<void*>(bias), act, bias == nullptr ? 0 : OC);
+    const View o(out, act, N * OC);
     for (int64_t i = 0; i < N; ++i) {
-      for (int o = 0; o < OC; ++o) {
+      for (int oc = 0; oc < OC; ++oc) {
         float acc = 0.0f;
-        for (int c = 0; c < C; ++c) acc += Load(inp, i * C + c) * Load(weight, int64_t{o} * C + c);
-        Store(out, i * OC + o, acc + (bias.empty() ? 0.0f : Load(bias, o)));
+        for (int c = 0; c < C; ++c) acc += Load(x, i * C + c) * Load(w, int64_t{oc} * C + c);
+        Store(o, i * OC + oc, acc + (b.empty() ? 0.0f : Load(b, oc)));
       }
     }
+    return true;
   }
-  void MatmulGeluForward(View out, View pre_gelu, View inp, View weight, View bias, int64_t N,
+  void GemmBackwardInput(DType act, void* dinp, const void* dout, const void* weight, int64_t N,
                          int C, int OC) override {
-    MatmulForward(pre_gelu, inp, weight, bias, N, C, OC);
-    cuda::GeluForward(ctx_, inp.dtype, out.data, pre_gelu.data, N * OC);
-  }
-  void MatmulBackward(View dinp, View dweight, View dbias, View dout, View inp, View weight,
-                      int64_t N, int C, int OC) override {
+    const View d(const_cast<void*>(dout), act, N * OC);
+    const View w(const_cast<void*>(weight), act, int64_t{OC} * C);
+    const View dx(dinp, act, N * C);
     for (int64_t i = 0; i < N; ++i) {
       for (int c = 0; c < C; ++c) {
         float acc = 0.0f;
-        for (int o = 0; o < OC; ++o) acc += Load(dout, i * OC + o) * Load(weight, int64_t{o} * C + c);
-        Store(dinp, i * C + c, acc);
+        for (int oc = 0; oc < OC; ++oc) acc += Load(d, i * OC + oc) * Load(w, int64_t{oc} * C + c);
+        Store(dx, i * C + c, acc);
       }
     }
-    float* dw = dweight.as<float>();
-    for (int o = 0; o < OC; ++o) {
+  }
+  void GemmBackwardWeight(DType act, float* dweight, const void* dout, const void* inp,
+                          int64_t N, int C, int OC) override {
+    const View d(const_cast<void*>(dout), act, N * OC);
+    const View x(const_cast<void*>(inp), act, N * C);
+    for (int oc = 0; oc < OC; ++oc) {
       for (int c = 0; c < C; ++c) {
         float acc = 0.0f;
-        for (int64_t i = 0; i < N; ++i) acc += Load(dout, i * OC + o) * Load(inp, i * C + c);
-        dw[int64_t{o} * C + c] += acc;
+        for (int64_t i = 0; i < N; ++i) acc += Load(d, i * OC + oc) * Load(x, i * C + c);
+        dweight[int64_t{oc} * C + c] += acc;
       }
     }
-    if (!dbias.empty()) cuda::BiasGradient(ctx_, inp.dtype, dbias.as<float>(), dout.data, N, OC);
   }
-
-  void AttentionForward(View out, float* lse, View qkv, int B, int T, int C, int NH) override {
-    cuda::AttentionForward(out, lse, qkv, B, T, C, NH, ctx_.stream);
-  }
-  void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* lse, int B, int T,
-                         int C, int NH) override {
-    void* scratch = scratch_.Get(cuda::AttentionBackwardScratchBytes(B, T, C, NH), ctx_.stream);
-    cuda::AttentionBackward(dqkv, dout, qkv, out, lse, scratch, B, T, C, NH, ctx_.stream);
-  }
-
-  void GeluForward(View out, View inp, int64_t n) override {
-    cuda::GeluForward(ctx_, inp.dtype, out.data, inp.data, n);
-  }
-  void GeluBackward(View dinp, View inp, View dout, int64_t n) override {
-    cuda::GeluBackward(ctx_, inp.dtype, dinp.data, inp.data, dout.data, n);
-  }
-  void Add(View out, View a, View b, int64_t n) override { cuda::Add(ctx_, out, a, b, n); }
-  void Accumulate(View dst, View src, int64_t n) override { cuda::Accumulate(ctx_, dst, src, n); }
-  void CrossEntropyForward(float* losses, float* lse, View logits, const int32_t* targets,
-                           int64_t N, int V, int Vp) override {
-    cuda::CrossEntropyForward(ctx_, logits.dtype, losses, lse, logits.data, targets, N, V, Vp);
-  }
-  void CrossEntropyBackward(View dlogits, View logits, const float* lse, const int32_t* targets,
-                            float dloss, int64_t N, int V, int Vp) override {
-    cuda::CrossEntropyBackward(ctx_, logits.dtype, dlogits.data, logits.data, lse, targets,
-                               dloss, N, V, Vp);
-  }
-  void AdamW(View param, View grad, float* m, float* v, View param_copy, int64_t n,
-             const AdamWParams& p) override {
-    cuda::AdamW(ctx_, param.as<float>(), grad, m, v, param_copy, n, p);
-  }
-  void SumSquares(float* out, View x, int64_t n) override { cuda::SumSquares(ctx_, out, x, n); }
-  void Cast(View out, View in, int64_t n) override {
-    // The same-dtype case is a cudaMemcpyAsync in the real kernel file.
-    if (out.dtype == in.dtype) {
-      if (n > 0) std::memmove(out.data, in.data, n * DTypeSize(in.dtype));
-      return;
-    }
-    cuda::Cast(ctx_, out, in, n);
-  }
-
- private:
-  cuda::DeviceScratch scratch_;
-  cuda::LaunchContext ctx_;
 };
 
 }  // namespace
