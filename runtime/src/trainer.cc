@@ -60,10 +60,17 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
     const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group) {
+  return Create(config, std::move(group), nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
+    const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group,
+    std::unique_ptr<kernels::Backend> backend) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   std::unique_ptr<Trainer> t(new Trainer(config));
   if (group != nullptr) t->dist_env_ = group->env();
   t->group_ = std::move(group);
+  t->backend_ = std::move(backend);
   if (absl::Status s = t->Init(); !s.ok()) return s;
   return t;
 }
@@ -115,16 +122,20 @@ absl::Status Trainer::Init() {
 
   // A rank of a multi-GPU job computes on its own GPU (dist_env.h: LOCAL_RANK, or the
   // one device CUDA_VISIBLE_DEVICES leaves it).
-  std::string device = c.device;
-  if (dist_env_.has_value() && (device == "cuda" || device == "auto")) {
-    if (device == "cuda" || comm::NcclDeviceCount().ok()) {
-      device = absl::StrFormat("cuda:%d", dist_env_->cuda_device);
+  if (backend_ != nullptr) {
+    backend_why_ = "backend given by the program embedding the trainer (runtime.device unused)";
+  } else {
+    std::string device = c.device;
+    if (dist_env_.has_value() && (device == "cuda" || device == "auto")) {
+      if (device == "cuda" || comm::NcclDeviceCount().ok()) {
+        device = absl::StrFormat("cuda:%d", dist_env_->cuda_device);
+      }
     }
+    auto backend = CreateBackend(device, c.threads);
+    if (!backend.ok()) return backend.status();
+    backend_ = std::move(backend->backend);
+    backend_why_ = backend->why;
   }
-  auto backend = CreateBackend(device, c.threads);
-  if (!backend.ok()) return backend.status();
-  backend_ = std::move(backend->backend);
-  backend_why_ = backend->why;
   flops_per_token_ = ModelFlopsPerToken(c.model, c.seq_len);
   peak_flops_ = c.peak_tflops > 0 ? 1e12 * c.peak_tflops : PeakBf16Flops(backend_->Describe());
 

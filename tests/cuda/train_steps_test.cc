@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -28,6 +29,7 @@
 #include "colossus/kernels/cuda_backend.h"
 #include "colossus/kernels/cuda_device.h"
 #include "colossus/graph_step.h"
+#include "colossus/metrics.h"
 #include "colossus/model.h"
 #include "colossus/optimizer.h"
 #include "colossus/trainer.h"
@@ -216,6 +218,70 @@ TEST(CudaTrainSteps, CudaGraphStepsTrainLikeEagerSteps) {
   EXPECT_GT(clipped, 0) << "no step clipped: the graph's clip scale went untested";
   EXPECT_EQ(graphs.captures(), 2) << "one forward+backward graph and one update graph";
   EXPECT_GT(graphs.forward_backward_nodes(), 30);
+}
+
+// A run stopped after its checkpoint at step 2 and started again continues like a run
+// that never stopped, through the Trainer (the backend given to it). On the CUDA backend
+// the checkpoint brings back the f32 master weights and moments, and the bf16 compute
+// copies must be made from them again: a stale copy would go on from the fresh model's
+// bf16 image, which the CPU backend (whose compute weights are the master weights) can
+// never show. Not bit for bit, as above: the embedding gradient's atomics.
+TEST(CudaTrainSteps, TrainerResumedFromACheckpointContinuesLikeAStraightRun) {
+  if (auto probe = CudaUnderTest(); !probe.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << probe.status().message();
+  }
+  const std::string dir = ::testing::TempDir() + "/cuda_trainer_resume";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::vector<uint16_t> tokens;
+  for (const Batch& b : FixedBatches(SmallGpt().vocab_size)) {
+    tokens.insert(tokens.end(), b.tokens.begin(), b.tokens.end());
+  }
+  ASSERT_TRUE(WriteTokenShard(dir + "/train_000000.bin", tokens.data(),
+                              static_cast<int64_t>(tokens.size()), SmallGpt().vocab_size)
+                  .ok());
+  constexpr int64_t kRunSteps = 4;
+  // Runs `steps` steps (resuming from out/ckpt if it holds a checkpoint) and returns the
+  // summary; each step's loss goes into `losses`.
+  auto run = [&](const std::string& out, int64_t steps,
+                 std::map<int64_t, float>* losses) -> absl::StatusOr<TrainSummary> {
+    TrainConfig c;
+    c.model = SmallGpt();
+    c.train_data = dir + "/train_*.bin";
+    c.batch_size = kB;
+    c.seq_len = kT;
+    c.steps = steps;
+    c.optimizer.lr = 1e-3f;
+    c.optimizer.warmup_steps = 1;
+    c.optimizer.total_steps = kRunSteps;  // the same schedule for the stopped run
+    c.sample_tokens = 0;
+    c.output_dir = out;
+    c.checkpoint_dir = out + "/checkpoints";
+    c.checkpoint_every = 2;
+    absl::StatusOr<std::unique_ptr<kernels::Backend>> backend = CudaUnderTest();
+    if (!backend.ok()) return backend.status();
+    auto trainer = Trainer::Create(c, nullptr, *std::move(backend));
+    if (!trainer.ok()) return trainer.status();
+    TrainerHooks hooks;
+    hooks.on_step = [losses](const StepRecord& r) { (*losses)[r.step] = r.loss; };
+    (*trainer)->set_hooks(std::move(hooks));
+    return (*trainer)->Run();
+  };
+  std::map<int64_t, float> straight, resumed;
+  absl::StatusOr<TrainSummary> a = run(dir + "/straight", kRunSteps, &straight);
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<TrainSummary> stopped = run(dir + "/resumed", 2, &resumed);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  absl::StatusOr<TrainSummary> b = run(dir + "/resumed", kRunSteps, &resumed);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->resumed_from, 2);
+  ASSERT_EQ(straight.size(), static_cast<size_t>(kRunSteps));
+  ASSERT_EQ(resumed.size(), static_cast<size_t>(kRunSteps));
+  EXPECT_LT(straight[3], straight[0]) << "the run did not learn: agreeing would say little";
+  for (int64_t s = 0; s < kRunSteps; ++s) {
+    EXPECT_NEAR(resumed[s], straight[s], 1e-4 * std::fabs(straight[s]))
+        << "step " << s << (s >= 2 ? " (after the resume)" : "");
+  }
 }
 
 #if !defined(COLOSSUS_TEST_EMULATED_CUDA)

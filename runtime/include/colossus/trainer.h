@@ -158,6 +158,12 @@ class Trainer {
   // environment says. The group's backend must suit the device (Gloo for the CPU).
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(
       const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group);
+  // With a backend the caller made as well (tests, embedders wrapping or configuring
+  // one), used instead of the one config.device names; nullptr: that one. It must be able
+  // to capture op graphs itself for runtime.graphs = 1 unless it is a CPU backend.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainConfig& config, std::unique_ptr<parallel::ProcessGroup> group,
+      std::unique_ptr<kernels::Backend> backend);
   ~Trainer();
 
   // Before Run.
@@ -224,7 +230,8 @@ class Trainer {
   std::vector<checkpoint::DestPiece> PiecesToLoad() const;
 
   TrainConfig config_;
-  // Set by Create before Init: the environment to join, or an injected group.
+  // Set by Create before Init: the environment to join, or an injected group (and
+  // backend_, when the caller gave one).
   std::optional<parallel::DistEnv> dist_env_;
   int accum_ = 1;  // micro-batches per rank per step
   std::unique_ptr<kernels::Backend> backend_;
