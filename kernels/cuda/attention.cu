@@ -29,8 +29,6 @@ void CheckView(const char* op, const char* arg, const View& v, DType dtype, int6
                          << need;
 }
 
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Scratch layout: dq_accum [B,T,C] f32, then delta [B,NH,T] f32, each 256-byte aligned.
 size_t RoundUp256(size_t n) { return (n + 255) / 256 * 256; }
 size_t DqAccumBytes(int B, int T, int C) {
@@ -82,7 +80,7 @@ void AttentionBackward(View dqkv, View dout, View qkv, View out, const float* ls
   CheckView(op, "out", out, dt, BTC);
   CHECK(BTC == 0 || lse != nullptr) << op << ": lse is null";
   CHECK(BTC == 0 || scratch != nullptr) << op << ": scratch is null";
-  CHECK(Aligned16(scratch)) << op << ": scratch must be 16-byte aligned";
+  CHECK(attn::Aligned16(scratch)) << op << ": scratch must be 16-byte aligned";
   if (BTC == 0) return;
   const int hs = C / NH;
   float* dq_accum = static_cast<float*>(scratch);

@@ -31,13 +31,15 @@ constexpr float kLn2 = 0.6931471805599453f;
 // The softmax scale 1/sqrt(hs), the same float expression as the CPU reference's.
 inline float SoftmaxScale(int hs) { return 1.0f / std::sqrt(static_cast<float>(hs)); }
 
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // Whether attention.cu takes the flash kernels for these views: bf16, hs 64 or 128, and
 // every base pointer 16-byte aligned (they read 16-byte chunks with cp.async; rows are
 // 16-byte multiples at those head sizes, so only the bases matter). Else the reference.
 inline bool UsesFlash(DType dtype, int hs, std::initializer_list<const void*> ptrs) {
   if (dtype != DType::kBF16 || (hs != 64 && hs != 128)) return false;
   for (const void* p : ptrs) {
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (!Aligned16(p)) return false;
   }
   return true;
 }
